@@ -1,0 +1,58 @@
+"""Per-task metrics and mean losses of a model over a whole split, clean or under a perturbation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mtl_attack.tasks import Task
+
+Batch = dict[str, torch.Tensor]
+Perturb = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
+
+
+def split_batch(batch: Batch, tasks: dict[str, Task], device: torch.device):
+    images = batch["image"].to(device, non_blocking=True)
+    targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}
+    return images, targets
+
+
+def evaluate(
+    model: nn.Module,
+    tasks: dict[str, Task],
+    loader: DataLoader,
+    device: torch.device,
+    perturb: Perturb | None = None,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> dict[str, dict[str, float]]:
+    """Return ``{task: {metric: value, ..., "loss": mean per-sample loss}}``.
+
+    ``perturb(images, targets) -> images`` (an attack) is applied to every batch first; it
+    receives the model's eval mode and must leave it as it found it.
+    """
+    was_training = model.training
+    model.eval()
+    meters = {name: task.meter() for name, task in tasks.items()}
+    loss_sum = dict.fromkeys(tasks, 0.0)
+    count = 0
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            images, targets = split_batch(batch, tasks, device)
+            if perturb is not None:
+                images = perturb(images, targets)
+            with torch.no_grad():
+                preds = model(images)
+            for name, task in tasks.items():
+                meters[name].update(preds[name], targets[name])
+                loss_sum[name] += float(task.loss(preds[name], targets[name]).sum())
+            count += images.shape[0]
+    finally:
+        model.train(was_training)
+    return {
+        name: {**meters[name].compute(), "loss": loss_sum[name] / max(count, 1)} for name in tasks
+    }

@@ -1,0 +1,85 @@
+"""Semantic segmentation: cross-entropy with an ignore index; mIoU and pixel accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mtl_attack.data.schema import IGNORE_INDEX
+from mtl_attack.tasks.base import Meter, Task
+
+
+class Segmentation(Task):
+    """``segment_semantic``: logits (B, C, H, W) against labels (B, H, W), 255 = ignore.
+
+    Loss per sample: sum_p w[y_p] * nll_p / sum_p w[y_p] over valid pixels (w = 1 without class
+    weights), i.e. PyTorch's weighted cross-entropy mean, taken per sample.
+    """
+
+    name = "segment_semantic"
+    higher_is_better = {"miou": True, "pixel_acc": True}
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_weights: Sequence[float] | None = None,
+        convention: str = "reference",
+    ):
+        super().__init__(convention)
+        self.channels = num_classes
+        self.num_classes = num_classes
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"{len(class_weights)} class weights for {num_classes} classes")
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != IGNORE_INDEX
+        safe = torch.where(valid, target, torch.zeros_like(target))
+        nll = F.cross_entropy(pred, safe, reduction="none")  # (B, H, W)
+        weight = valid.to(pred.dtype)
+        if self.class_weights is not None:
+            weight = weight * self.class_weights.to(pred.device, pred.dtype)[safe]
+        return (nll * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1e-12)
+
+    def meter(self) -> Meter:
+        return ConfusionMeter(self.num_classes, self.convention)
+
+
+class ConfusionMeter(Meter):
+    """Dataset-wide confusion matrix (rows = ground truth) over pixels with a valid label.
+
+    ``reference``: mIoU averaged over classes with a true positive; pixel accuracy as the
+    batch-size-weighted mean of per-batch accuracies. ``libmtl``: mIoU averaged over classes
+    present in ground truth or prediction; pixel accuracy over all pixels of the dataset.
+    """
+
+    def __init__(self, num_classes: int, convention: str):
+        super().__init__()
+        self.num_classes = num_classes
+        self.convention = convention
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        label = pred.argmax(1)
+        valid = (target != IGNORE_INDEX) & (target < self.num_classes)
+        idx = target[valid] * self.num_classes + label[valid]
+        conf = torch.bincount(idx, minlength=self.num_classes**2)
+        self._add("confusion", conf.reshape(self.num_classes, self.num_classes))
+        per_batch = (label[valid] == target[valid]).float().mean() if valid.any() else None
+        if per_batch is not None:
+            self._add("acc_sum", per_batch * target.shape[0])
+            self._add("acc_weight", torch.tensor(float(target.shape[0])))
+
+    def compute(self) -> dict[str, float]:
+        conf = self.state["confusion"]
+        tp = conf.diag()
+        union = conf.sum(0) + conf.sum(1) - tp
+        iou = tp / union.clamp_min(1)
+        keep = tp > 0 if self.convention == "reference" else union > 0
+        miou = iou[keep].mean() if keep.any() else torch.tensor(0.0)
+        if self.convention == "reference":
+            acc = self.state["acc_sum"] / self.state["acc_weight"]
+        else:
+            acc = tp.sum() / conf.sum().clamp_min(1)
+        return {"miou": float(miou), "pixel_acc": float(acc)}
