@@ -49,11 +49,18 @@ def weight_spec(cfg: DictConfig, model: MultiTaskModel, data: DatasetSource) -> 
 def loaders(cfg: DictConfig, data: DatasetSource) -> tuple[DataLoader, DataLoader]:
     gen = torch.Generator().manual_seed(int(cfg.seed))
     workers = int(cfg.loader.num_workers)
-    train = DataLoader(data.split("train", train=True), batch_size=cfg.train.batch_size,
-                       shuffle=True, drop_last=True, num_workers=workers, generator=gen,
-                       persistent_workers=workers > 0)
-    test = DataLoader(data.split("test"), batch_size=cfg.eval.batch_size, shuffle=False,
-                      num_workers=workers)
+    train = DataLoader(
+        data.split("train", train=True),
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        generator=gen,
+        persistent_workers=workers > 0,
+    )
+    test = DataLoader(
+        data.split("test"), batch_size=cfg.eval.batch_size, shuffle=False, num_workers=workers
+    )
     return train, test
 
 
@@ -62,12 +69,25 @@ def train_model(cfg, model, tasks, train_loader, device, logger: Logger) -> None
     total = int(cfg.train.epochs) * len(train_loader)
     scheduler = instantiate(cfg.train.scheduler)(optimizer, total_steps=total)
     for epoch in range(int(cfg.train.epochs)):
-        losses = train_epoch(model, tasks, train_loader, optimizer, device, scheduler,
-                             progress=cfg.progress, desc=f"train {epoch + 1}/{cfg.train.epochs}")
-        logger.log({metric_key("train", t, "loss"): v for t, v in losses.items()}
-                   | {"epoch": epoch + 1})
-        log.info("epoch %d/%d  %s", epoch + 1, cfg.train.epochs,
-                 "  ".join(f"{t}={v:.4f}" for t, v in losses.items()))
+        losses = train_epoch(
+            model,
+            tasks,
+            train_loader,
+            optimizer,
+            device,
+            scheduler,
+            progress=cfg.progress,
+            desc=f"train {epoch + 1}/{cfg.train.epochs}",
+        )
+        logger.log(
+            {metric_key("train", t, "loss"): v for t, v in losses.items()} | {"epoch": epoch + 1}
+        )
+        log.info(
+            "epoch %d/%d  %s",
+            epoch + 1,
+            cfg.train.epochs,
+            "  ".join(f"{t}={v:.4f}" for t, v in losses.items()),
+        )
 
 
 def format_table(results: dict[str, dict[str, float]], title: str) -> str:
@@ -103,8 +123,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         else:
             train_model(cfg, model, tasks, train_loader, device, logger)
             cache.save(model, {"train_seconds": time.time() - t0})
-        clean = evaluate(model, tasks, test_loader, device, progress=cfg.progress,
-                         desc="clean eval")
+        clean = evaluate(
+            model, tasks, test_loader, device, progress=cfg.progress, desc="clean eval"
+        )
         results = {
             "config": resolved,
             "model": {
@@ -116,7 +137,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "clean": clean,
         }
         write_json(run_dir / "results.json", results)
-        print(format_table(clean, f"clean metrics ({data.name}, {len(test_loader.dataset)} images)"))
+        print(
+            format_table(clean, f"clean metrics ({data.name}, {len(test_loader.dataset)} images)")
+        )
         logger.summary(flatten({"clean": clean}) | flatten({"model": results["model"]}))
         logger.log(flatten({"clean": clean}))
         exit_code = 0

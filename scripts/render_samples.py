@@ -1,6 +1,6 @@
 """Draw a few synthetic samples and their task maps into a PNG (used for the README figure).
 
-    python scripts/render_samples.py --out docs/synthetic_samples.png --num 4
+python scripts/render_samples.py --out docs/synthetic_samples.png --num 4
 """
 
 from __future__ import annotations

@@ -59,8 +59,8 @@ def train_epoch(
         loss, parts = multitask_loss(model(images), targets, tasks)
         if not math.isfinite(float(loss.detach())):
             raise NonFiniteLossError(
-                f"non-finite training loss {float(loss.detach())} (per task: {parts}); lower train.lr or "
-                f"check the data for NaNs"
+                f"non-finite training loss {float(loss.detach())} (per task: {parts}); "
+                "lower train.lr or check the data for NaNs"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

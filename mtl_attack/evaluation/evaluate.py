@@ -1,4 +1,4 @@
-"""Per-task metrics and mean losses of a model over a whole split, clean or under a perturbation."""
+"""Per-task metrics and mean losses of a model over a split, clean or under a perturbation."""
 
 from __future__ import annotations
 

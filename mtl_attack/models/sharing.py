@@ -24,7 +24,8 @@ class Layout:
 
     def __post_init__(self):
         canon = tuple(
-            tuple(sorted((tuple(sorted(g)) for g in part), key=lambda g: g[:1])) for part in self.blocks
+            tuple(sorted((tuple(sorted(g)) for g in part), key=lambda g: g[:1]))
+            for part in self.blocks
         )
         object.__setattr__(self, "blocks", canon)
         _validate(self.blocks, self.num_tasks)
@@ -66,8 +67,9 @@ def _validate(blocks, num_tasks: int) -> None:
                 parents = {p for p in blocks[b - 1] if set(g) & set(p)}
                 if len(parents) != 1 or not set(g) <= set(next(iter(parents))):
                     raise ValueError(
-                        f"block {b}: group {list(g)} merges tasks that were split in block {b - 1} "
-                        f"({[list(p) for p in blocks[b - 1]]}); a later block may only split groups"
+                        f"block {b}: group {list(g)} merges tasks that were split in block "
+                        f"{b - 1} ({[list(p) for p in blocks[b - 1]]}); a later block may only "
+                        "split groups"
                     )
 
 

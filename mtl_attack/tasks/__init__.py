@@ -9,8 +9,16 @@ from mtl_attack.tasks.base import Meter, Task, masked_mean
 from mtl_attack.tasks.geometry import Depth, L1Map, SurfaceNormal
 from mtl_attack.tasks.segmentation import Segmentation
 
-__all__ = ["Depth", "L1Map", "Meter", "Segmentation", "SurfaceNormal", "Task", "build_tasks",
-           "masked_mean"]
+__all__ = [
+    "Depth",
+    "L1Map",
+    "Meter",
+    "Segmentation",
+    "SurfaceNormal",
+    "Task",
+    "build_tasks",
+    "masked_mean",
+]
 
 
 def build_tasks(

@@ -46,7 +46,9 @@ class Task(ABC):
 
     def __init__(self, convention: str = "reference"):
         if convention not in ("reference", "libmtl"):
-            raise ValueError(f"dataset.metrics must be 'reference' or 'libmtl', got {convention!r}")
+            raise ValueError(
+                f"dataset.metrics must be 'reference' or 'libmtl', got {convention!r}"
+            )
         self.convention = convention
 
     @abstractmethod

@@ -139,7 +139,10 @@ class DepthMeter(Meter):
             return dict.fromkeys(Depth.higher_is_better, math.nan)
         w = self.state["weight"]
         scale = 100.0 if self.convention == "reference" else 1.0
-        out = {"abs_err": float(self.state["abs_sum"] / w), "rel_err": float(self.state["rel_sum"] / w)}
+        out = {
+            "abs_err": float(self.state["abs_sum"] / w),
+            "rel_err": float(self.state["rel_sum"] / w),
+        }
         for k in (1, 2, 3):
             out[f"delta_{k}"] = float(self.state[f"delta_{k}"] / self.state["pixels"]) * scale
         return out
@@ -153,8 +156,9 @@ class L1Map(Task):
 
     channels = 1
 
-    def __init__(self, name: str, metric: str, invalid: float | None = None,
-                 convention: str = "reference"):
+    def __init__(
+        self, name: str, metric: str, invalid: float | None = None, convention: str = "reference"
+    ):
         super().__init__(convention)
         self.name = name
         self.metric = metric

@@ -24,17 +24,28 @@ class TinyResNet(Backbone):
     def __init__(self, widths: Sequence[int] = (16, 32, 48, 64, 96), depth: int = 1):
         super().__init__()
         if len(widths) != 5:
-            raise ValueError(f"backbone.widths needs 5 entries (one per coarse block), got {widths}")
+            raise ValueError(
+                f"backbone.widths needs 5 entries (one per coarse block), got {widths}"
+            )
         w = list(widths)
         stem = nn.Sequential(
             nn.Sequential(
-                nn.Conv2d(3, w[0], 3, 2, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(inplace=True)
+                nn.Conv2d(3, w[0], 3, 2, 1, bias=False),
+                nn.BatchNorm2d(w[0]),
+                nn.ReLU(inplace=True),
             )
         )
-        stages = [nn.Sequential(*[
-            BasicBlock(w[i - 1] if j == 0 else w[i], w[i], stride if j == 0 else 1, dilation)
-            for j in range(depth)
-        ]) for i, stride, dilation in ((1, 1, 1), (2, 2, 1), (3, 1, 2), (4, 1, 4))]
+        stages = [
+            nn.Sequential(
+                *[
+                    BasicBlock(
+                        w[i - 1] if j == 0 else w[i], w[i], stride if j == 0 else 1, dilation
+                    )
+                    for j in range(depth)
+                ]
+            )
+            for i, stride, dilation in ((1, 1, 1), (2, 2, 1), (3, 1, 2), (4, 1, 4))
+        ]
         self.blocks = nn.ModuleList([stem, *stages])
         self.channels = w
         self.output_stride = 4
