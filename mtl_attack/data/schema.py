@@ -132,7 +132,9 @@ def read_attrs(path: str | os.PathLike, hint: str = "") -> dict[str, Any]:
             names = set(f.keys())
             n = f["image"].shape[0] if "image" in f else 0
     except OSError as err:
-        raise DatasetFileError(f"dataset file {path} is corrupt or not HDF5 ({err}){suffix}")
+        raise DatasetFileError(
+            f"dataset file {path} is corrupt or not HDF5 ({err}){suffix}"
+        ) from err
     if attrs.get("schema_version") != SCHEMA_VERSION or "image" not in names:
         raise DatasetFileError(
             f"dataset file {path} is not an mtl-attack schema v{SCHEMA_VERSION} file{suffix}"
