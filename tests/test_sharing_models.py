@@ -20,7 +20,7 @@ from mtl_attack.runner import build_model
 from mtl_attack.tasks import build_tasks
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-BACKBONES = sorted(p.stem for p in (CONF / "backbone").glob("*.yaml"))
+BACKBONES = sorted(p.stem for p in (CONF / "backbone").glob("*.yaml"))  # every backbone
 PRESETS = {
     "all_shared": [],
     "branch": ["sharing.branch_at=2"],
@@ -135,3 +135,22 @@ def test_full_width_aspp_all_shared_resnet34_builds_and_runs(tiny_cfg):
     with torch.no_grad():
         preds = model(torch.rand(1, 3, 33, 33))
     assert preds["segment_semantic"].shape == (1, 6, 33, 33)
+
+
+@pytest.mark.parametrize(
+    "backbone, fine, channels, side",
+    [
+        ("resnet34", [1, 3, 4, 6, 3], [64, 64, 128, 256, 512], 5),  # 33 -> 17 -> 9 -> 5
+        ("mobilenetv2", [2, 2, 3, 7, 4], [16, 24, 32, 96, 320], 5),
+        ("tiny", [1, 1, 1, 1, 1], [16, 32, 48, 64, 96], 9),
+    ],
+)
+def test_backbones_cut_into_five_coarse_blocks(tiny_cfg, backbone, fine, channels, side):
+    trunk = instantiate(tiny_cfg(f"backbone={backbone}").backbone.trunk)
+    assert trunk.fine_blocks() == fine and trunk.channels == channels
+    with torch.no_grad():
+        x = torch.rand(1, 3, 33, 33)
+        for block, width in zip(trunk.blocks, channels):
+            x = block(x)
+            assert x.shape[1] == width
+    assert x.shape[-2:] == (side, side)
