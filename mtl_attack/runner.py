@@ -21,7 +21,7 @@ from mtl_attack.data import DatasetSource
 from mtl_attack.defense import train_epoch
 from mtl_attack.evaluation import evaluate, flatten, metric_key
 from mtl_attack.loggers import Logger
-from mtl_attack.models import MultiTaskModel
+from mtl_attack.models import MultiTaskModel, sharing_stats
 from mtl_attack.tasks import Task, build_tasks
 from mtl_attack.utils.env import resolve_device, seed_everything
 from mtl_attack.utils.io import write_json
@@ -31,9 +31,24 @@ log = logging.getLogger("mtl_attack")
 
 def build_model(cfg: DictConfig, tasks: dict[str, Task]) -> MultiTaskModel:
     backbone = instantiate(cfg.backbone.trunk)
-    layout = instantiate(cfg.sharing)(num_tasks=len(tasks), num_blocks=backbone.num_blocks)
+    layout = instantiate(cfg.sharing)(
+        num_tasks=len(tasks), num_blocks=backbone.num_blocks, task_names=list(tasks)
+    )
     head = instantiate(cfg.backbone.head)
     return MultiTaskModel(backbone, layout, {n: t.channels for n, t in tasks.items()}, head)
+
+
+def model_stats(model: MultiTaskModel) -> dict[str, Any]:
+    """Parameter counts, layout and sharing degree; logged once per run."""
+    stats = sharing_stats(model)
+    log.info(
+        "model: %d parameters (%d in shared blocks), sharing degree %.3f, layout %s",
+        stats["params_total"],
+        stats["params_shared"],
+        stats["sharing_degree"],
+        stats["layout"],
+    )
+    return stats
 
 
 def weight_spec(cfg: DictConfig, model: MultiTaskModel, data: DatasetSource) -> dict[str, Any]:
@@ -129,10 +144,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results = {
             "config": resolved,
             "model": {
-                "params_total": sum(p.numel() for p in model.parameters()),
+                **model_stats(model),
                 "checkpoint": str(cache.weights),
                 "cache_hit": cache_hit,
-                "layout": model.layout.as_lists(),
             },
             "clean": clean,
         }

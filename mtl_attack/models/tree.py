@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtl_attack.models.backbones.base import Backbone
-from mtl_attack.models.sharing import Group, Layout
+from mtl_attack.models.sharing import Group, Layout, sharing_degree
 
 
 class Normalize(nn.Module):
@@ -108,3 +108,25 @@ class MultiTaskModel(nn.Module):
                 pred = F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
             out[name] = pred
         return out
+
+
+def sharing_stats(model: MultiTaskModel) -> dict:
+    """Parameter counts and sharing of a model, for ``results.json["model"]`` and the logger.
+
+    ``params_shared`` counts parameters of trunk nodes used by two or more tasks (each counted
+    once); ``sharing_degree`` is the mean over task pairs of the fraction of blocks they share.
+    """
+    layout = model.layout
+    shared = sum(
+        p.numel()
+        for b, part in enumerate(layout.blocks)
+        for g in part
+        if len(g) > 1
+        for p in model.trunk.nodes[node_name(b, g)].parameters()
+    )
+    return {
+        "params_total": sum(p.numel() for p in model.parameters()),
+        "params_shared": shared,
+        "layout": layout.as_lists(),
+        "sharing_degree": sharing_degree(layout),
+    }
