@@ -36,6 +36,8 @@ class Logger:
     ) -> None:
         """A matrix as a table and a colored image (e.g. the transfer matrix)."""
 
+    def log_images(self, images: dict[str, str | os.PathLike]) -> None: ...
+
     def finish(self, exit_code: int = 0) -> None: ...
 
 
@@ -118,6 +120,13 @@ class WandbLogger(Logger):
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+    def log_images(self, images: dict[str, str | os.PathLike]) -> None:
+        """Log PNG files as W&B images under the given keys."""
+        import wandb
+
+        if self.run is not None:
+            self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:
