@@ -25,8 +25,9 @@ _SHAPE_NAMES = {"box": "cabinet", "sphere": "ball", "cylinder": "pillar"}
 def class_names(num_classes: int) -> list[str]:
     """Three structural classes, then object classes cycling through box, sphere, cylinder."""
     if num_classes < 4:
-        raise ValueError(f"dataset.num_classes must be >= 4 (3 room surfaces + objects), got "
-                         f"{num_classes}")
+        raise ValueError(
+            f"dataset.num_classes must be >= 4 (3 room surfaces + objects), got {num_classes}"
+        )
     names = list(STRUCTURE_CLASSES)
     for k in range(num_classes - 3):
         shape = OBJECT_SHAPES[k % 3]
@@ -186,8 +187,15 @@ def _sample_object(rng, room, cls, shape, scale=1.0) -> dict:
         r = rng.uniform(0.2, 0.5)
         return {"cls": cls, "shape": shape, "c": np.array([x, floor - r, z]), "r": r}
     r, height = rng.uniform(0.12, 0.35), rng.uniform(0.4, 1.5)
-    return {"cls": cls, "shape": shape, "cx": x, "cz": z, "r": r, "top": floor - height,
-            "bottom": floor}
+    return {
+        "cls": cls,
+        "shape": shape,
+        "cx": x,
+        "cz": z,
+        "r": r,
+        "top": floor - height,
+        "bottom": floor,
+    }
 
 
 def render_scene(rng: np.random.Generator, camera: Camera, num_classes: int) -> dict:
@@ -277,7 +285,9 @@ def _corners(scene: dict) -> np.ndarray:
     for obj in scene["objects"]:
         if obj["shape"] == "box":
             lo, hi = obj["lo"], obj["hi"]
-            pts += [(a, b, c) for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+            pts += [
+                (a, b, c) for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])
+            ]
     return np.array(pts, dtype=np.float64)
 
 

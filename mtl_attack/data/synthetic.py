@@ -101,8 +101,15 @@ class SyntheticBenchmark(DatasetSource):
         s = self.settings
         for split, n in (("train", s["num_train"]), ("test", s["num_test"])):
             if not self.path(split).is_file():
-                generate_split(self.path(split), split, n, s["resolution"], s["num_classes"],
-                               s["seed"], progress)
+                generate_split(
+                    self.path(split),
+                    split,
+                    n,
+                    s["resolution"],
+                    s["num_classes"],
+                    s["seed"],
+                    progress,
+                )
         self.info = read_attrs(self.path("train"), hint=self._hint)
         read_attrs(self.path("test"), hint=self._hint)
 
