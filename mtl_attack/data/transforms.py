@@ -47,7 +47,7 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of an RGB uint8 image (H, W, 3)."""
     if image.shape[:2] == (height, width):
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
 def resize_pair(image: np.ndarray, targets: dict[str, np.ndarray], height: int, width: int):
