@@ -89,10 +89,15 @@ def write_adashare(root: Path, n: int, train: list[int], test: list[int], seed: 
     for i in range(n):
         Image.fromarray(images[i]).save(root / "img" / f"{i:04d}.png")
         Image.fromarray(seg[i]).save(root / "seg" / f"{i:04d}.png")
-        Image.fromarray(encode_adashare_normals(normal)).save(root / "normal_mask" / f"{i:04d}.png")
+        Image.fromarray(encode_adashare_normals(normal)).save(
+            root / "normal_mask" / f"{i:04d}.png"
+        )
         np.save(root / "depth" / f"{i:04d}.npy", depths[i])
-    row = lambda i: [f"img/{i:04d}.png", f"seg/{i:04d}.png", f"normal_mask/{i:04d}.png",
-                     f"depth/{i:04d}.npy"]  # fmt: skip
+
+    def row(i: int) -> list[str]:
+        kinds = (("img", "png"), ("seg", "png"), ("normal_mask", "png"), ("depth", "npy"))
+        return [f"{d}/{i:04d}.{e}" for d, e in kinds]
+
     index = {"train": [row(i) for i in train], "test": [row(i) for i in test]}
     (root / "nyu_v2_3task.json").write_text(json.dumps(index))
     return images, seg, depths
@@ -112,7 +117,9 @@ def write_mtan(root: Path, counts: dict[str, int], seed: int = 0):
             depth[:10] = 0.0
             normal = np.zeros((288, 384, 3), np.float32)
             normal[10:] = PLANE_NORMAL
-            for sub, arr in zip(("image", "label", "depth", "normal"), (image, label, depth, normal)):
+            for sub, arr in zip(
+                ("image", "label", "depth", "normal"), (image, label, depth, normal)
+            ):
                 np.save(root / split / sub / f"{i}.npy", arr)
             out[(split, i)] = (image, label, depth, normal)
     return out

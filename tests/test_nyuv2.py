@@ -76,7 +76,9 @@ def test_labeled_mat_13_classes(mat_source, tmp_path):
     with h5py.File(out / "train.h5", "r") as f:
         assert f.attrs["num_classes"] == 13
         seg, lab = f["segment_semantic"][0], labels[TRAIN[0] - 1]
-    expected = np.where(lab == 0, 255, labels13[map_class[lab.astype(int) - 1].astype(int) - 1] - 1)
+    expected = np.where(
+        lab == 0, 255, labels13[map_class[lab.astype(int) - 1].astype(int) - 1] - 1
+    )
     np.testing.assert_array_equal(seg, expected)
 
 
@@ -112,7 +114,9 @@ def test_labeled_mat_bad_inputs(mat_source, tmp_path):
     src = mat_source[0]
     missing = mat_args(src, tmp_path / "o")
     missing[3] = str(tmp_path / "nyu_depth_v2_labeled.mat")
-    with pytest.raises(DatasetFileError, match=r"missing file .*nyu_depth_v2_labeled\.mat.*horatio"):
+    with pytest.raises(
+        DatasetFileError, match=r"missing file .*nyu_depth_v2_labeled\.mat.*horatio"
+    ):
         main_nyuv2(missing)
     no_splits = mat_args(src, tmp_path / "o")
     no_splits[5] = str(tmp_path / "splits.mat")
@@ -124,7 +128,9 @@ def test_labeled_mat_bad_inputs(mat_source, tmp_path):
         f["images"], f["depths"], f["labels"] = images, depths, labels
     args = mat_args(src, tmp_path / "o")
     args[3] = str(bad)
-    with pytest.raises(DatasetFileError, match=r"bad\.mat: expected 'images' of shape \(N, 3, W, H\)"):
+    with pytest.raises(
+        DatasetFileError, match=r"bad\.mat: expected 'images' of shape \(N, 3, W, H\)"
+    ):
         main_nyuv2(args)
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 

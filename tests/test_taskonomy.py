@@ -79,15 +79,19 @@ def test_dataset_targets_and_class_weights_reach_the_loss(converted):
         t = data.split("train", train=True)[0]
         pad = t["image"].sum(0) == 0
         if pad.any():
-            assert (t["keypoints2d"][0][pad] == 255).all() and (t["edge_texture"][0][pad] == 255).all()
+            assert (t["keypoints2d"][0][pad] == 255).all() and (
+                t["edge_texture"][0][pad] == 255
+            ).all()
     assert tasks["keypoints2d"].valid(torch.tensor([255.0, 0.5])).tolist() == [False, True]
 
 
 def test_rerun_skips_and_tiny_split_names_missing_building(converted, tmp_path):
     root, out, _ = converted
-    assert main_taskonomy(convert_args(root, out, "--prior-factor",
-                                       str(root / "semseg_prior_factor.npy"))) is False  # fmt: skip
-    with pytest.raises(DatasetFileError, match=r"missing folder .*klickitat: building .klickitat. of split train"):
+    prior = str(root / "semseg_prior_factor.npy")
+    assert main_taskonomy(convert_args(root, out, "--prior-factor", prior)) is False
+    with pytest.raises(
+        DatasetFileError, match=r"missing folder .*klickitat: building .klickitat. of split train"
+    ):
         main_taskonomy(["--root", str(root), "--split", "tiny", "--out", str(tmp_path / "t")])
     assert not (tmp_path / "t").exists() or not list((tmp_path / "t").iterdir())
 
