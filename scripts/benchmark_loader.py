@@ -98,9 +98,6 @@ def main() -> None:
             sources[f"HDF5 {comp} ({mb / args.images:.1f} MB/image)"] = NYUv2(str(out)).split(
                 "train", train=True
             )
-        sources["HDF5 preloaded in memory (transform only)"] = NYUv2(
-            str(tmp / "h5_lzf"), preload=True
-        ).split("train", train=True)
         png_mb = sum(f.stat().st_size for f in (tmp / "png").rglob("*.*")) / 2**20
         print(f"{args.images} images 480x640 -> 321x321 crop, batch {args.batch}, "
               f"PNG tree {png_mb / args.images:.1f} MB/image\n")  # fmt: skip
