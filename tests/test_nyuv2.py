@@ -5,11 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-
-from mtl_attack.data.convert.cli import main_nyuv2
-from mtl_attack.data.nyuv2 import NYUv2
-from mtl_attack.data.schema import DatasetFileError, read_attrs
-from tests.real_formats import (
+from real_formats import (
     PLANE_NORMAL,
     nyu_scene,
     write_adashare,
@@ -17,6 +13,10 @@ from tests.real_formats import (
     write_meta,
     write_mtan,
 )
+
+from mtl_attack.data.convert.cli import main_nyuv2
+from mtl_attack.data.nyuv2 import NYUv2
+from mtl_attack.data.schema import DatasetFileError, read_attrs
 
 TRAIN, TEST = [3, 4, 5, 6], [1, 2]  # 1-based, as in splits.mat
 

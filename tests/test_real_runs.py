@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import CONF
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+from real_formats import write_adashare, write_taskonomy
 
 from mtl_attack.data.convert.cli import main_nyuv2, main_taskonomy
 from mtl_attack.runner import run
-from tests.conftest import CONF
-from tests.real_formats import write_adashare, write_taskonomy
 
 
 def run_on(tmp, dataset: str, root, *extra: str) -> dict:

@@ -8,13 +8,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from real_formats import write_taskonomy
 
 from mtl_attack.data.convert.cli import main_taskonomy
 from mtl_attack.data.convert.taskonomy_raw import PRIOR_FACTOR
 from mtl_attack.data.schema import DatasetFileError, read_attrs
 from mtl_attack.data.taskonomy import Taskonomy
 from mtl_attack.tasks import tasks_for
-from tests.real_formats import write_taskonomy
 
 SPLITS = {"train": ["hanson", "merom"], "val": ["darden"], "test": ["mcdade"]}
 
