@@ -29,7 +29,7 @@ from mtl_attack.evaluation import (
 )
 from mtl_attack.loggers import Logger
 from mtl_attack.models import MultiTaskModel, sharing_stats
-from mtl_attack.tasks import Task, build_tasks
+from mtl_attack.tasks import Task, tasks_for
 from mtl_attack.utils.env import resolve_device, seed_everything
 from mtl_attack.utils.io import write_json
 
@@ -240,7 +240,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     data: DatasetSource = instantiate(cfg.dataset)
     data.prepare(progress=cfg.progress)
-    tasks = build_tasks(data.tasks, data.num_classes, data.class_weights, data.metrics)
+    tasks = tasks_for(data)
     model = build_model(cfg, tasks).to(device)
     cache = CheckpointCache(cfg.paths.checkpoints, weight_spec(cfg, model, data))
     resolved = OmegaConf.to_container(cfg, resolve=True)

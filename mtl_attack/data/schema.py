@@ -16,7 +16,10 @@ edge_texture        (N, H, W)              float32  edge strength in [0, 1]
 
 Root attributes: ``schema_version``, ``tasks`` (the task datasets present), ``num_classes``,
 ``class_names``, ``source_format``, ``split``, and optionally ``class_weights`` (float64 array of
-``num_classes`` loss weights) and camera intrinsics ``fx, fy, cx, cy`` (pixels).
+``num_classes`` loss weights), camera intrinsics ``fx, fy, cx, cy`` (pixels) and
+``source_fingerprint`` (a hash of the converter's inputs and options; equal fingerprints let a
+converter skip work that is already done). Datasets may be compressed (``lzf``/``gzip``);
+readers need not care.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class SplitWriter:
         width: int,
         tasks: Sequence[str],
         attrs: dict[str, Any],
+        compression: str | None = None,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,12 +86,18 @@ class SplitWriter:
         self.tasks = check_task_names(tasks)
         self.file = h5py.File(self.tmp, "w")
         self.file.create_dataset(
-            "image", (num_images, height, width, 3), "uint8", chunks=(1, height, width, 3)
+            "image",
+            (num_images, height, width, 3),
+            "uint8",
+            chunks=(1, height, width, 3),
+            compression=compression,
         )
         for task in self.tasks:
             suffix, dtype = TASK_LAYOUT[task]
             shape = (num_images, height, width, *suffix)
-            self.file.create_dataset(task, shape, dtype, chunks=(1, *shape[1:]))
+            self.file.create_dataset(
+                task, shape, dtype, chunks=(1, *shape[1:]), compression=compression
+            )
         attrs = {"schema_version": SCHEMA_VERSION, "tasks": list(self.tasks), **attrs}
         for key, value in attrs.items():
             self.file.attrs[key] = value

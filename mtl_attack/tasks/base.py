@@ -64,6 +64,16 @@ class Task(ABC):
         return f"{type(self).__name__}(name={self.name!r}, channels={self.channels})"
 
 
+METRIC_SETS = ("nyuv2", "taskonomy")
+
+
+def check_metric_set(metric_set: str) -> str:
+    """``nyuv2`` (also the synthetic benchmark's) or ``taskonomy`` (datasets.md §5)."""
+    if metric_set not in METRIC_SETS:
+        raise ValueError(f"metric_set must be one of {list(METRIC_SETS)}, got {metric_set!r}")
+    return metric_set
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over ``mask`` per sample. Shape: (B, ...) -> (B,)."""
     mask = mask.to(values.dtype)

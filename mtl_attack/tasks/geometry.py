@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mtl_attack.tasks.base import Meter, Task, masked_mean
+from mtl_attack.tasks.base import Meter, Task, check_metric_set, masked_mean
+from mtl_attack.tasks.taskonomy_metrics import CosineMeter
 
 ANGLE_BINS = 18000  # 0.01 degree histogram bins for the streaming median
 
@@ -15,7 +16,8 @@ ANGLE_BINS = 18000  # 0.01 degree histogram bins for the streaming median
 class SurfaceNormal(Task):
     """``normal``: prediction (B, 3, H, W), target unit vectors with the zero vector = invalid.
 
-    Loss: 1 - cos(normalize(pred), target), masked mean per sample.
+    Loss: 1 - cos(normalize(pred), target), masked mean per sample. ``metric_set="taskonomy"``
+    reports only the mean cosine similarity (the paper's Taskonomy metric).
     """
 
     name = "normal"
@@ -28,12 +30,20 @@ class SurfaceNormal(Task):
         "within_30": True,
     }
 
+    def __init__(self, convention: str = "reference", metric_set: str = "nyuv2"):
+        super().__init__(convention)
+        self.metric_set = check_metric_set(metric_set)
+        if metric_set == "taskonomy":
+            self.higher_is_better = {"cosine_similarity": True}
+
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target.abs().sum(1) > 0
         cos = (F.normalize(pred, dim=1) * target).sum(1)
         return masked_mean(1.0 - cos, valid)
 
     def meter(self) -> Meter:
+        if self.metric_set == "taskonomy":
+            return CosineMeter()
         return AngleMeter(self.convention)
 
 
@@ -83,7 +93,8 @@ class AngleMeter(Meter):
 class Depth(Task):
     """``depth_zbuffer``: prediction (B, 1, H, W) in the target's units; target 0 = invalid.
 
-    Loss: L1 over valid pixels, per sample.
+    Loss: L1 over valid pixels, per sample. ``metric_set="taskonomy"`` reports only abs_err
+    (on the log-normalized depth the Taskonomy transform produces).
     """
 
     name = "depth_zbuffer"
@@ -96,11 +107,17 @@ class Depth(Task):
         "delta_3": True,
     }
 
+    def __init__(self, convention: str = "reference", metric_set: str = "nyuv2"):
+        super().__init__(convention)
+        self.metric_set = check_metric_set(metric_set)
+        if metric_set == "taskonomy":
+            self.higher_is_better = {"abs_err": False}
+
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return masked_mean((pred - target).abs(), target > 0)
 
     def meter(self) -> Meter:
-        return DepthMeter(self.convention)
+        return DepthMeter(self.convention, tuple(self.higher_is_better))
 
 
 class DepthMeter(Meter):
@@ -109,11 +126,14 @@ class DepthMeter(Meter):
     ``reference``: abs/rel error are batch-size-weighted means of per-batch pixel means;
     ``libmtl``: means over all valid pixels of the dataset. Deltas are over all valid pixels in
     both; the prediction is clamped to 1e-6 in the ratio so a non-positive depth counts as wrong.
+    The reference code counts ratio <= 1.25^k, LibMTL (which reports no deltas) strictly < .
+    ``metrics`` selects the reported subset.
     """
 
-    def __init__(self, convention: str):
+    def __init__(self, convention: str, metrics: tuple[str, ...] = tuple(Depth.higher_is_better)):
         super().__init__()
         self.convention = convention
+        self.metrics = metrics
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         valid = target > 0
@@ -133,12 +153,14 @@ class DepthMeter(Meter):
             self._add("weight", torch.tensor(float(n)))
         ratio = torch.maximum(p.clamp_min(1e-6) / g, g / p.clamp_min(1e-6))
         for k in (1, 2, 3):
-            self._add(f"delta_{k}", (ratio < 1.25**k).sum())
+            thr = 1.25**k
+            within = ratio <= thr if self.convention == "reference" else ratio < thr
+            self._add(f"delta_{k}", within.sum())
         self._add("pixels", torch.tensor(float(n)))
 
     def compute(self) -> dict[str, float]:
         if not self.state:
-            return dict.fromkeys(Depth.higher_is_better, math.nan)
+            return dict.fromkeys(self.metrics, math.nan)
         w = self.state["weight"]
         scale = 100.0 if self.convention == "reference" else 1.0
         out = {
@@ -147,7 +169,7 @@ class DepthMeter(Meter):
         }
         for k in (1, 2, 3):
             out[f"delta_{k}"] = float(self.state[f"delta_{k}"] / self.state["pixels"]) * scale
-        return out
+        return {k: out[k] for k in self.metrics}
 
 
 class L1Map(Task):

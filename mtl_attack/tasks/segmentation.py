@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from mtl_attack.data.schema import IGNORE_INDEX
-from mtl_attack.tasks.base import Meter, Task
+from mtl_attack.tasks.base import Meter, Task, check_metric_set
+from mtl_attack.tasks.taskonomy_metrics import WeightedCEMeter
 
 
 class Segmentation(Task):
@@ -16,6 +17,9 @@ class Segmentation(Task):
 
     Loss per sample: sum_p w[y_p] * nll_p / sum_p w[y_p] over valid pixels (w = 1 without class
     weights), i.e. PyTorch's weighted cross-entropy mean, taken per sample.
+
+    ``metric_set="nyuv2"`` reports mIoU and pixel accuracy; ``"taskonomy"`` reports the weighted
+    cross-entropy ``err`` (the paper's Taskonomy metric, datasets.md §5).
     """
 
     name = "segment_semantic"
@@ -26,8 +30,13 @@ class Segmentation(Task):
         num_classes: int,
         class_weights: Sequence[float] | None = None,
         convention: str = "reference",
+        metric_set: str = "nyuv2",
     ):
         super().__init__(convention)
+        check_metric_set(metric_set)
+        self.metric_set = metric_set
+        if metric_set == "taskonomy":
+            self.higher_is_better = {"err": False}
         self.channels = num_classes
         self.num_classes = num_classes
         if class_weights is not None and len(class_weights) != num_classes:
@@ -44,6 +53,8 @@ class Segmentation(Task):
         return (nll * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1e-12)
 
     def meter(self) -> Meter:
+        if self.metric_set == "taskonomy":
+            return WeightedCEMeter(self.num_classes, self.class_weights, self.convention)
         return ConfusionMeter(self.num_classes, self.convention)
 
 

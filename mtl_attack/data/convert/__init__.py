@@ -1,0 +1,1 @@
+"""Converters from the distributed NYUv2 / Taskonomy formats into the HDF5 schema."""

@@ -1,0 +1,141 @@
+"""The paper's preprocessing on (image HWC uint8, targets dict of numpy arrays) pairs.
+
+NYUv2 (DGBA repo ``data/nyuv2_dataloader_adashare.py``, datasets.md §3.2) and Taskonomy
+(``data/taskonomy_dataloader_adashare.py``, §3.3) share one recipe:
+
+* train: random scale s ~ U[0.5, 1.5) (image bilinear, labels nearest), horizontal flip with
+  p = 0.5 that also negates the normal's x component, then pad to the crop size and take a
+  random crop; padded label pixels carry each task's invalid marker (:data:`PAD_VALUES`);
+* test: resize to the crop size (aspect ratio not kept), image bilinear, labels nearest.
+
+Randomness comes from torch's generator, which PyTorch seeds per DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mtl_attack.data.schema import IGNORE_INDEX
+
+#: The value a padded pixel gets, per task: each task's invalid marker. Keypoints and edges
+#: (values in [-1, 1] after :class:`TaskonomyEncode`) use 255, as the reference code does.
+L1_PAD = 255.0
+PAD_VALUES = {
+    "segment_semantic": IGNORE_INDEX,
+    "depth_zbuffer": 0.0,
+    "normal": 0.0,
+    "keypoints2d": L1_PAD,
+    "edge_texture": L1_PAD,
+}
+
+Pair = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def resize_nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of (H, W, ...) like OpenCV's INTER_NEAREST: src = floor(dst *
+    src_size / dst_size)."""
+    rows = (np.arange(height) * (array.shape[0] / height)).astype(np.int64)
+    cols = (np.arange(width) * (array.shape[1] / width)).astype(np.int64)
+    return array[rows[:, None], cols[None, :]]
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an RGB uint8 image (H, W, 3)."""
+    if image.shape[:2] == (height, width):
+        return image
+    return np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def resize_pair(image: np.ndarray, targets: dict[str, np.ndarray], height: int, width: int):
+    labels = {k: resize_nearest(v, height, width) for k, v in targets.items()}
+    return resize_image(image, height, width), labels
+
+
+def hflip(image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
+    """Mirror left-right; the normal's x component changes sign (camera x points right)."""
+    out = {k: v[:, ::-1] for k, v in targets.items()}
+    if "normal" in out:
+        out["normal"] = out["normal"] * np.array([-1.0, 1.0, 1.0], np.float32)
+    return image[:, ::-1], out
+
+
+def _pad_crop(array: np.ndarray, fill: float, top: int, left: int, size: int) -> np.ndarray:
+    """Window (top, left, size x size) of ``array``; outside the array -> ``fill``.
+    ``top``/``left`` may be negative (padding before); the image is padded after, as in the
+    reference (pad bottom/right to the crop size, then crop)."""
+    out = np.full((size, size, *array.shape[2:]), fill, dtype=array.dtype)
+    h, w = array.shape[:2]
+    src = array[max(top, 0) : min(top + size, h), max(left, 0) : min(left + size, w)]
+    out[: src.shape[0], : src.shape[1]] = src
+    return out
+
+
+class ScaleCropFlip:
+    """Training augmentation: random scale, horizontal flip, pad + random crop to ``crop``."""
+
+    def __init__(self, crop: int, scale: tuple[float, float] = (0.5, 1.5), flip: bool = True):
+        self.crop = int(crop)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.flip = flip
+
+    def __call__(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
+        lo, hi = self.scale
+        s = lo + (hi - lo) * float(torch.rand(()))
+        h = max(1, int(image.shape[0] * s + 0.5))
+        w = max(1, int(image.shape[1] * s + 0.5))
+        image, targets = resize_pair(image, targets, h, w)
+        if self.flip and float(torch.rand(())) < 0.5:
+            image, targets = hflip(image, targets)
+        # pad to at least the crop size (bottom/right), then a uniform random window
+        top = int(torch.randint(0, max(h, self.crop) - self.crop + 1, ()))
+        left = int(torch.randint(0, max(w, self.crop) - self.crop + 1, ()))
+        image = _pad_crop(image, 0, top, left, self.crop)
+        out = {k: _pad_crop(v, PAD_VALUES[k], top, left, self.crop) for k, v in targets.items()}
+        return image, out
+
+
+class Resize:
+    """Test-time resize to ``size`` x ``size`` (bilinear image, nearest labels)."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def __call__(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
+        return resize_pair(image, targets, self.size, self.size)
+
+
+class TaskonomyEncode:
+    """Schema values -> the training targets of the reference code (datasets.md §3.3).
+
+    depth metres -> log(1 + 512 d) / log(2^16) in [0, 1] (0 stays invalid); keypoints (heat map
+    in [0, 1]) -> clip to [0, 0.005] / 0.005 * 2 - 1; edges -> clip to [0, 0.08] / 0.08 * 2 - 1.
+    """
+
+    key_scale = 0.005
+    edge_scale = 0.08
+
+    def __call__(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
+        out = dict(targets)
+        if "depth_zbuffer" in out:
+            depth = out["depth_zbuffer"].astype(np.float32)
+            log_depth = np.log1p(depth * 512.0) / math.log(2.0**16)
+            out["depth_zbuffer"] = np.where(depth > 0, log_depth, 0.0).astype(np.float32)
+        for task, top in (("keypoints2d", self.key_scale), ("edge_texture", self.edge_scale)):
+            if task in out:
+                value = np.clip(out[task].astype(np.float32), 0.0, top) / top
+                out[task] = value * 2.0 - 1.0
+        return image, out
+
+
+class Compose:
+    def __init__(self, *steps):
+        self.steps = steps
+
+    def __call__(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
+        for step in self.steps:
+            image, targets = step(image, targets)
+        return image, targets
