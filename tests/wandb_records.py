@@ -1,0 +1,56 @@
+"""Read what a W&B run wrote to its ``run-<id>.wandb`` file (a LevelDB-style record log of
+protobuf ``Record`` messages). Lets tests assert on real offline runs without a server."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2
+
+BLOCK = 32768
+HEADER = struct.Struct("<4sHB")  # ":W&B", magic, version
+RECORD = struct.Struct("<IHB")  # crc32, length, type (1 full, 2 first, 3 middle, 4 last)
+
+
+def read_records(path: str | Path) -> list[wandb_internal_pb2.Record]:
+    data = Path(path).read_bytes()
+    ident, _, _ = HEADER.unpack_from(data, 0)
+    assert ident == b":W&B", f"{path} is not a W&B run file"
+    pos, chunks, records = HEADER.size, [], []
+    while pos + RECORD.size <= len(data):
+        if BLOCK - pos % BLOCK < RECORD.size:  # block trailer padding
+            pos += BLOCK - pos % BLOCK
+            continue
+        _, length, kind = RECORD.unpack_from(data, pos)
+        pos += RECORD.size
+        if kind == 0 and length == 0:
+            break
+        chunks.append(data[pos : pos + length])
+        pos += length
+        if kind in (1, 4):
+            rec = wandb_internal_pb2.Record()
+            rec.ParseFromString(b"".join(chunks))
+            records.append(rec)
+            chunks = []
+    return records
+
+
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def logged_keys(run_file: str | Path) -> set[str]:
+    """Every history and summary key the run logged."""
+    keys: set[str] = set()
+    for rec in read_records(run_file):
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            keys.update(_key(i) for i in rec.history.item)
+        elif kind == "summary":
+            keys.update(_key(i) for i in rec.summary.update)
+    return keys
+
+
+def run_files(root: str | Path) -> list[Path]:
+    return sorted(Path(root).rglob("run-*.wandb"))
