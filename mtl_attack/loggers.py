@@ -18,6 +18,8 @@ class Logger:
 
     def summary(self, metrics: dict[str, Any]) -> None: ...
 
+    def log_images(self, images: dict[str, str | os.PathLike]) -> None: ...
+
     def finish(self, exit_code: int = 0) -> None: ...
 
 
@@ -68,6 +70,13 @@ class WandbLogger(Logger):
         if self.run is not None:
             for key, value in metrics.items():
                 self.run.summary[key] = value
+
+    def log_images(self, images: dict[str, str | os.PathLike]) -> None:
+        """Log PNG files as W&B images under the given keys."""
+        import wandb
+
+        if self.run is not None:
+            self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mtl_attack.tasks import Task
+from mtl_attack.utils.distributed import all_reduce_sum
 
 Batch = dict[str, torch.Tensor]
 Perturb = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
@@ -53,6 +54,26 @@ def evaluate(
             count += images.shape[0]
     finally:
         model.train(was_training)
-    return {
-        name: {**meters[name].compute(), "loss": loss_sum[name] / max(count, 1)} for name in tasks
-    }
+    return _combine(meters, loss_sum, count, device)
+
+
+def _combine(meters, loss_sum, count, device) -> dict[str, dict[str, float]]:
+    """Sum metric states and loss sums over torchrun ranks (a no-op in one process)."""
+    state = {"count": torch.tensor(float(count), dtype=torch.float64)}
+    for name, meter in meters.items():
+        state[f"{name}/loss"] = torch.tensor(loss_sum[name], dtype=torch.float64)
+        state.update({f"{name}/{k}": v for k, v in meter.state.items()})
+    state = all_reduce_sum(state, device)
+    out = {}
+    for name, meter in meters.items():
+        prefix = f"{name}/"
+        meter.state = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix) and k != f"{name}/loss"
+        }
+        out[name] = {
+            **meter.compute(),
+            "loss": float(state[f"{name}/loss"] / state["count"].clamp_min(1)),
+        }
+    return out

@@ -68,11 +68,13 @@ class AngleMeter(Meter):
             return dict.fromkeys(SurfaceNormal.higher_is_better, math.nan)
         n = self.state["count"].clamp_min(1)
         cdf = self.state["hist"].cumsum(0)
-        median_bin = int(torch.searchsorted(cdf, n / 2))
+        # like numpy.median: the middle value, or the mean of the two middle values
+        ranks = torch.stack([((n - 1) // 2 + 1), (n // 2 + 1)])
+        centers = (torch.searchsorted(cdf, ranks).double() + 0.5) * 180.0 / ANGLE_BINS
         scale = 100.0 if self.convention == "reference" else 1.0
         out = {
             "angle_mean": float(self.state["sum"] / n),
-            "angle_median": (median_bin + 0.5) * 180.0 / ANGLE_BINS,
+            "angle_median": float(centers.mean()),
         }
         out.update({k: float(self.state[k] / n) * scale for k in self.thresholds})
         return out

@@ -48,3 +48,21 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike):
+    """Hold an exclusive advisory lock on ``path`` (created if needed) while in the block.
+
+    Parallel jobs of a sweep use it so a dataset is generated, and a model trained, only once.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

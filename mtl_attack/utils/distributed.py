@@ -1,0 +1,86 @@
+"""torchrun support: process-group setup, batch-preserving evaluation shards, exact reductions.
+
+Evaluation is sharded by whole batches (batch k of the sequential order goes to rank
+k % world_size), so every per-batch quantity (the reference convention's batch-weighted means,
+a batch's attack) is the same as in a single-process run; metric states are sums and counts,
+all-reduced with SUM, never averages of averages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+def world() -> tuple[int, int]:
+    """(rank, world_size); (0, 1) outside torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    return world()[0] == 0
+
+
+def init_from_env(device: torch.device) -> bool:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
+
+    Uses NCCL on CUDA (one GPU per local rank) and gloo on the CPU. Returns whether distributed.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return True
+
+
+def local_device(device: torch.device) -> torch.device:
+    """The CUDA device of this local rank, or ``device`` unchanged."""
+    if device.type == "cuda" and dist.is_initialized():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Sequential batches of ``batch_size`` over ``range(n)``; this rank keeps batches
+    ``rank, rank + world, ...``. With world_size 1 it is a plain sequential batch sampler."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+
+    def _batches(self) -> list[list[int]]:
+        starts = range(0, self.n, self.batch_size)
+        return [list(range(s, min(s + self.batch_size, self.n))) for s in starts]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches()[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        return len(self._batches()[self.rank :: self.world_size])
+
+
+def all_reduce_sum(
+    state: dict[str, torch.Tensor], device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Sum every tensor of ``state`` over ranks (identity outside torchrun).
+
+    A rank may lack a key (e.g. it saw no valid pixel of a task): it contributes zeros.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return state
+    shapes: list[dict] = [{} for _ in range(dist.get_world_size())]
+    dist.all_gather_object(shapes, {k: tuple(v.shape) for k, v in state.items()})
+    union = {k: s for rank_shapes in shapes for k, s in rank_shapes.items()}
+    out = {}
+    for key in sorted(union):
+        value = state.get(key, torch.zeros(union[key], dtype=torch.float64)).to(device)
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        out[key] = value.cpu()
+    return out
