@@ -18,6 +18,24 @@ class Logger:
 
     def summary(self, metrics: dict[str, Any]) -> None: ...
 
+    def table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """A table (e.g. every attack's per-task metrics, one row per value)."""
+
+    def lines(
+        self, key: str, xs: Sequence[float], ys: dict[str, Sequence[float]], xname: str
+    ) -> None:
+        """Several named curves over one x axis (e.g. a task's metric against eps)."""
+
+    def heatmap(
+        self,
+        key: str,
+        values: Sequence[Sequence[float]],
+        rows: Sequence[str],
+        columns: Sequence[str],
+        title: str = "",
+    ) -> None:
+        """A matrix as a table and a colored image (e.g. the transfer matrix)."""
+
     def log_images(self, images: dict[str, str | os.PathLike]) -> None: ...
 
     def finish(self, exit_code: int = 0) -> None: ...
@@ -71,6 +89,38 @@ class WandbLogger(Logger):
             for key, value in metrics.items():
                 self.run.summary[key] = value
 
+    def table(self, key, columns, rows) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+
+    def lines(self, key, xs, ys, xname) -> None:
+        if self.run is not None:
+            import wandb
+
+            plot = wandb.plot.line_series(
+                xs=list(xs),
+                ys=[list(v) for v in ys.values()],
+                keys=list(ys),
+                title=key,
+                xname=xname,
+            )
+            self.run.log({key: plot})
+
+    def heatmap(self, key, values, rows, columns, title="") -> None:
+        if self.run is None:
+            return
+        import wandb
+
+        table = [[r, *v] for r, v in zip(rows, values)]
+        self.run.log({f"{key}/table": wandb.Table(columns=["row", *columns], data=table)})
+        fig = render_heatmap(values, rows, columns, title)
+        self.run.log({f"{key}/heatmap": wandb.Image(fig)})
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
     def log_images(self, images: dict[str, str | os.PathLike]) -> None:
         """Log PNG files as W&B images under the given keys."""
         import wandb
@@ -82,3 +132,25 @@ class WandbLogger(Logger):
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+
+def render_heatmap(values, rows, columns, title: str = ""):
+    """A matplotlib figure of a labeled matrix with its values written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 2, 1.0 * len(rows) + 1.5))
+    image = ax.imshow(values, cmap="magma")
+    ax.set_xticks(range(len(columns)), labels=list(columns), rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), labels=list(rows))
+    ax.set_xlabel("measured task")
+    ax.set_ylabel("attacked task")
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="tab:cyan")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig

@@ -16,10 +16,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from mtl_attack.attacks import IterativeAttack
 from mtl_attack.cache import CheckpointCache
 from mtl_attack.data import DatasetSource
 from mtl_attack.defense import EpochShuffle, TrainCheckpoint, fit
-from mtl_attack.evaluation import evaluate, flatten, metric_key
+from mtl_attack.evaluation import (
+    evaluate,
+    evaluate_attack,
+    flatten,
+    metric_key,
+    transfer_matrices,
+)
 from mtl_attack.loggers import Logger
 from mtl_attack.models import MultiTaskModel
 from mtl_attack.tasks import Task, build_tasks
@@ -132,6 +139,118 @@ def format_table(results: dict[str, dict[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
+ATTACK_LABELS = ("name", "eps", "task", "objective", "step")  # the rest is IterativeAttack's
+
+
+def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, IterativeAttack]]:
+    """One attack per (eps, target task) of ``cfg.attack``: ``[(label, attack)]``.
+
+    ``attack.objective`` is a partial called with the tasks (and ``task=`` for single);
+    ``attack.step`` is the step rule; every other key is an ``IterativeAttack`` argument, so a
+    misspelled key fails with that constructor's TypeError.
+    """
+    acfg = cfg.attack
+    objective = instantiate(acfg.objective)
+    step_rule = instantiate(acfg.step)
+    loop = {
+        k: v
+        for k, v in OmegaConf.to_container(acfg, resolve=True).items()
+        if k not in ATTACK_LABELS
+    }
+    targets: list[str | None] = [None]
+    if acfg.name == "single":
+        if acfg.task is None:
+            raise ValueError(f"attack=single needs attack.task=<one of {list(tasks)}> or all")
+        targets = list(tasks) if acfg.task == "all" else [str(acfg.task)]
+    eps_list = acfg.eps if OmegaConf.is_list(acfg.eps) else [acfg.eps]
+    attacks = []
+    for eps in eps_list:
+        for target in targets:
+            obj = objective(tasks, task=target) if target else objective(tasks)
+            label = {
+                "objective": acfg.name,
+                "step": step_rule.name,
+                "eps": eps,
+                "target_task": target,
+            }
+            attacks.append((label, IterativeAttack(step_rule, obj, tasks, eps=eps, **loop)))
+    return attacks
+
+
+def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> None:
+    """Scalars per attack, per-task metrics against eps as curves, transfer matrices."""
+    for e in entries:
+        prefix = metric_key(
+            "attack", e["objective"], e["target_task"], e["step"], f"eps{e['eps']}"
+        )
+        scalars = {k: e[k] for k in ("avg_degradation", "min_degradation", "avg_loss_increase")}
+        logger.log(flatten(scalars | {"tasks": e["tasks"]}, prefix))
+    rows = [
+        [e["objective"], e["step"], e["eps"], e["target_task"] or "", t, m, v]
+        for e in entries
+        for t, ms in e["tasks"].items()
+        for m, v in ms.items()
+    ]
+    logger.table(
+        "attack/metrics", ["objective", "step", "eps", "target", "task", "metric", "value"], rows
+    )
+    for task, metric in {(r[4], r[5]) for r in rows}:
+        curves: dict[str, list[float]] = {}
+        for e in entries:
+            name = metric_key(e["objective"], e["target_task"], e["step"])
+            curves.setdefault(name, []).append(e["tasks"][task][metric])
+        xs = sorted({e["eps"] for e in entries})
+        if all(len(c) == len(xs) for c in curves.values()):
+            logger.lines(metric_key("attack/curves", task, metric), xs, curves, "eps")
+    for m in transfer:
+        names = list(m["matrix"])
+        cols = list(next(iter(m["matrix"].values())))
+        logger.heatmap(
+            metric_key("attack/transfer", m["step"], f"eps{m['eps']}"),
+            [[m["matrix"][r][c] for c in cols] for r in names],
+            names,
+            cols,
+            f"degradation, single-task {m['step']} eps={m['eps']}",
+        )
+
+
+def format_attacks(entries: list[dict]) -> str:
+    lines = [
+        f"{'attack':<34} {'eps':>4} {'avg_degr':>9} {'min_degr':>9} {'avg_loss+':>9}"
+        f" {'sec':>6}  flags"
+    ]
+    for e in entries:
+        name = metric_key(e["objective"], e["target_task"], e["step"])
+        lines.append(
+            f"{name:<34} {e['eps']:>4} {e['avg_degradation']:>9.4f} "
+            f"{e['min_degradation']:>9.4f} {e['avg_loss_increase']:>9.4f} "
+            f"{e['seconds']:>6.1f}  {','.join(e['flags'])}"
+        )
+    return "\n".join(lines)
+
+
+def attack_model(cfg, model, tasks, test_loader, device, clean, logger) -> dict[str, list]:
+    """Every configured attack on the test split: ``{"attacks": [...], "transfer": [...]}``."""
+    entries = []
+    for label, attack in build_attacks(cfg, tasks):
+        entry = evaluate_attack(
+            model, tasks, test_loader, device, attack, clean, label, progress=cfg.progress
+        )
+        log.info(
+            "attack %s: avg_degradation=%.4f min=%.4f avg_loss_increase=%.4f (%.1fs)",
+            label,
+            entry["avg_degradation"],
+            entry["min_degradation"],
+            entry["avg_loss_increase"],
+            entry["seconds"],
+        )
+        entries.append(entry)
+    transfer = transfer_matrices(entries)
+    log_attacks(logger, entries, transfer)
+    print(format_attacks(entries))
+    return {"attacks": entries, "transfer": transfer}
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Prepare data, train (or reuse the cached model), evaluate, log; return the results."""
     seed_everything(int(cfg.seed))
@@ -174,6 +293,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "defense": defense_record(cfg, tasks),
             "clean": clean,
         }
+        if cfg.attack.name != "none":
+            results |= attack_model(cfg, model, tasks, test_loader, device, clean, logger)
         write_json(run_dir / "results.json", results)
         print(
             format_table(clean, f"clean metrics ({data.name}, {len(test_loader.dataset)} images)")

@@ -1,6 +1,23 @@
-"""Evaluation: per-task metrics, relative degradation, metric names."""
+"""Evaluation: per-task metrics, relative degradation, transfer matrix, metric names."""
 
+from mtl_attack.evaluation.degradation import (
+    relative_degradation,
+    summarize,
+    transfer_matrix,
+)
 from mtl_attack.evaluation.evaluate import evaluate, split_batch
 from mtl_attack.evaluation.keys import flatten, metric_key
+from mtl_attack.evaluation.robustness import evaluate_attack, sanity_flags, transfer_matrices
 
-__all__ = ["evaluate", "flatten", "metric_key", "split_batch"]
+__all__ = [
+    "evaluate",
+    "evaluate_attack",
+    "flatten",
+    "metric_key",
+    "relative_degradation",
+    "sanity_flags",
+    "split_batch",
+    "summarize",
+    "transfer_matrices",
+    "transfer_matrix",
+]

@@ -1,0 +1,99 @@
+"""L-infinity step rules: how an iterate moves along an objective's direction.
+
+A step rule implements ``init`` (its state for one run), ``update`` (the next iterate, already
+projected) and ``project`` (onto the eps-ball around the clean image and into [0, 1]); ``finish``
+picks what the run returns. The attack loop lives in :class:`~mtl_attack.attacks.base.
+IterativeAttack`; FGSM is that loop with one step of size eps (conf/attack/step/fgsm.yaml).
+
+Every tensor is batched: per-sample quantities have shape ``[B]``; images ``(B, C, H, W)``.
+eps and step sizes arrive in [0, 1] image units (pixel levels / 255).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+State = dict[str, Any]
+
+
+def project(x: torch.Tensor, x_clean: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project onto ``||x - x_clean||_inf <= eps`` and clip to the valid range [0, 1]."""
+    return torch.minimum(torch.maximum(x, x_clean - eps), x_clean + eps).clamp(0.0, 1.0)
+
+
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a ``[B]`` tensor against ``(B, C, H, W)``."""
+    return values.view(-1, *([1] * (like.ndim - 1)))
+
+
+class StepRule:
+    """Base step rule: holds the budget, projects, and returns the last iterate."""
+
+    name = "step"
+
+    def init(
+        self,
+        x_clean: torch.Tensor,
+        x_start: torch.Tensor,
+        eps: float,
+        step_size: float,
+        steps: int,
+    ) -> State:
+        return {"x_clean": x_clean, "eps": eps, "step_size": step_size, "steps": steps}
+
+    def update(
+        self, state: State, x: torch.Tensor, direction: torch.Tensor, score: torch.Tensor, k: int
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def project(self, state: State, x: torch.Tensor) -> torch.Tensor:
+        return project(x, state["x_clean"], state["eps"])
+
+    def finish(
+        self, state: State, x: torch.Tensor, score: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the run returns: ``(images, per-sample score)``; here the last iterate."""
+        return x, score
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SignStep(StepRule):
+    """PGD / I-FGSM (Kurakin et al. 2017; Madry et al. 2018, L-inf):
+    ``x <- P(x + alpha * sign(direction))``. One step of size eps is FGSM (Goodfellow et al.
+    2015)."""
+
+    name = "pgd"
+
+    def update(self, state, x, direction, score, k):
+        return self.project(state, x + state["step_size"] * direction.sign())
+
+
+class MomentumSign(StepRule):
+    """MIM (Dong et al. 2018, "Boosting Adversarial Attacks with Momentum"):
+    ``g <- mu * g + direction / ||direction||_1`` per sample, ``x <- P(x + alpha * sign(g))``.
+
+    Args:
+        momentum: decay ``mu`` (1.0 in the paper).
+    """
+
+    name = "mim"
+
+    def __init__(self, momentum: float = 1.0):
+        self.momentum = float(momentum)
+
+    def init(self, x_clean, x_start, eps, step_size, steps):
+        return super().init(x_clean, x_start, eps, step_size, steps) | {
+            "g": torch.zeros_like(x_clean)
+        }
+
+    def update(self, state, x, direction, score, k):
+        l1 = direction.abs().flatten(1).sum(dim=1).clamp_min(1e-12)  # (B,)
+        state["g"] = self.momentum * state["g"] + direction / per_sample(l1, direction)
+        return self.project(state, x + state["step_size"] * state["g"].sign())
+
+    def __repr__(self) -> str:
+        return f"MomentumSign(momentum={self.momentum})"
