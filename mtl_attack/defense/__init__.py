@@ -1,5 +1,6 @@
 """Defense: the training loop, clean or adversarial, resumable from checkpoints."""
 
+from mtl_attack.defense.adversarial import AdversarialTraining
 from mtl_attack.defense.checkpoint import ForeignCheckpointError, TrainCheckpoint
 from mtl_attack.defense.loop import Progress, fit
 from mtl_attack.defense.sampler import EpochShuffle
@@ -12,6 +13,7 @@ from mtl_attack.defense.training import (
 )
 
 __all__ = [
+    "AdversarialTraining",
     "CleanTraining",
     "EpochShuffle",
     "ForeignCheckpointError",
