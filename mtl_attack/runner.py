@@ -200,7 +200,7 @@ def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> No
             name = metric_key(e["objective"], e["target_task"], e["step"])
             curves.setdefault(name, []).append(e["tasks"][task][metric])
         xs = sorted({e["eps"] for e in entries})
-        if all(len(c) == len(xs) for c in curves.values()):
+        if len(xs) > 1 and all(len(c) == len(xs) for c in curves.values()):
             logger.lines(metric_key("attack/curves", task, metric), xs, curves, "eps")
     for m in transfer:
         names = list(m["matrix"])

@@ -1,0 +1,221 @@
+"""Cost of one attack step per (objective x step rule), and attacked images per second.
+
+Models: ``tiny`` (the default config's TinyResNet, all shared, 3 tasks, 64x64) and ``deeplab``
+(a plain stand-in for DeepLab-ResNet-34 at NYUv2-like size, built here from torch layers per
+method.md section 5 because the ``resnet34`` backbone of branch ``sharing`` is not merged yet).
+``dgba-slow`` is DGBA the reference code's way: one backward pass per task; ``signsum-loop`` is
+SignSum with T backward passes instead of one batched (``is_grads_batched``) backward.
+
+A step's cost is ``(t(steps=hi) - t(steps=lo)) / (hi - lo)`` (the median over ``--repeats``),
+which cancels the clean and final forward passes every attack makes once. ``t`` is the process
+CPU time on one thread (``time.process_time``): on cores shared with other jobs, wall-clock
+time mostly measures the neighbours. ``img/s`` is for a full ``hi``-step attack on one core.
+
+    python scripts/benchmark_attacks.py                      # tiny model, all combinations
+    python scripts/benchmark_attacks.py --models deeplab --steps 1 2 --repeats 1 --batch 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from functools import partial
+
+import torch
+from torch import nn
+
+from mtl_attack.attacks import DynamicGradientBalancing, SignSum, build_attack
+from mtl_attack.attacks.objectives import Losses
+from mtl_attack.models import MultiTaskModel
+from mtl_attack.models.backbones.tiny import TinyResNet
+from mtl_attack.models.heads import LightHead
+from mtl_attack.models.sharing import all_shared
+from mtl_attack.models.tree import Normalize
+from mtl_attack.tasks import build_tasks
+
+TASKS = ["segment_semantic", "normal", "depth_zbuffer"]
+
+
+class SlowDGBA(DynamicGradientBalancing):
+    """DGBA direction with one backward pass per task (the reference implementation)."""
+
+    def direction(self, losses: Losses, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(x)
+        for i, t in enumerate(self.task_names):
+            last = i + 1 == len(self.task_names)
+            (g,) = torch.autograd.grad(losses[t].sum(), x, retain_graph=not last)
+            total += g / losses[t].detach().clamp_min(self.min_loss).view(-1, 1, 1, 1)
+        return total
+
+
+def basic_block(cin: int, cout: int, stride: int, dilation: int) -> nn.Module:
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            pad = dilation
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride, pad, dilation, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, 1, pad, dilation, bias=False),
+                nn.BatchNorm2d(cout),
+            )
+            self.skip = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else nn.Identity()
+            )
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.skip(x))
+
+    return Block()
+
+
+class DeepLabStandIn(nn.Module):
+    """ResNet-34 (stages 3-4-6-3, strides 1-2-1-1, dilations 1-1-2-4, output stride 8), all
+    tasks shared, one ASPP head per task (dilations 6/12/18/24, 1024 hidden, summed)."""
+
+    def __init__(self, channels: dict[str, int]):
+        super().__init__()
+        self.normalize = Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        layers = [
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(True),
+            nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+        ]
+        cin = 64
+        for n, w, s, d in zip([3, 4, 6, 3], [64, 128, 256, 512], [1, 2, 1, 1], [1, 1, 2, 4]):
+            for i in range(n):
+                layers.append(basic_block(cin, w, s if i == 0 else 1, d))
+                cin = w
+        self.trunk = nn.Sequential(*layers)
+        self.heads = nn.ModuleDict(
+            {
+                t: nn.ModuleList(
+                    [
+                        nn.Sequential(
+                            nn.Conv2d(512, 1024, 3, padding=r, dilation=r),
+                            nn.ReLU(True),
+                            nn.Dropout(0.5),
+                            nn.Conv2d(1024, 1024, 1),
+                            nn.ReLU(True),
+                            nn.Dropout(0.5),
+                            nn.Conv2d(1024, c, 1),
+                        )
+                        for r in (6, 12, 18, 24)
+                    ]
+                )
+                for t, c in channels.items()
+            }
+        )
+
+    def forward(self, images):
+        feat = self.trunk(self.normalize(images))
+        size = images.shape[-2:]
+        return {
+            t: nn.functional.interpolate(
+                sum(b(feat) for b in branches), size=size, mode="bilinear", align_corners=False
+            )
+            for t, branches in self.heads.items()
+        }
+
+
+def make_model(name: str, tasks) -> tuple[nn.Module, tuple[int, int]]:
+    channels = {n: t.channels for n, t in tasks.items()}
+    if name == "deeplab":
+        return DeepLabStandIn(channels).eval(), (288, 384)
+    trunk = TinyResNet(widths=[16, 32, 48, 64, 96], depth=1)  # conf/backbone/tiny.yaml
+    layout = all_shared(num_tasks=len(tasks), num_blocks=trunk.num_blocks)
+    return MultiTaskModel(trunk, layout, channels, partial(LightHead, hidden=32)).eval(), (64, 64)
+
+
+def make_batch(batch: int, size: tuple[int, int], seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    h, w = size
+    images = torch.rand(batch, 3, h, w, generator=gen)
+    targets = {
+        "segment_semantic": torch.randint(0, 6, (batch, h, w), generator=gen),
+        "normal": nn.functional.normalize(torch.randn(batch, 3, h, w, generator=gen), dim=1),
+        "depth_zbuffer": torch.rand(batch, 1, h, w, generator=gen) + 0.5,
+    }
+    return images, targets
+
+
+def timed(attack, model, images, targets) -> float:
+    start = time.process_time()
+    attack(model, images, targets)
+    return time.process_time() - start
+
+
+def make_attack(objective: str, rule: str, tasks, steps: int):
+    base = {"dgba-slow": "total", "signsum-loop": "total"}.get(objective, objective)
+    attack = build_attack(base, rule, tasks, eps=4, steps=steps, target_task="depth_zbuffer")
+    if objective == "dgba-slow":
+        attack.objective = SlowDGBA(tasks)
+    if objective == "signsum-loop":
+        attack.objective = SignSum(tasks, batched=False)
+    return attack
+
+
+def step_costs(combos, tasks, model, images, targets, lo, hi, repeats):
+    """Per combination: (median seconds per step, median seconds of a full ``hi``-step attack).
+    Combinations are interleaved within each repeat so that slow phases hit all of them."""
+    for objective, rule in combos:  # warm-up
+        timed(make_attack(objective, rule, tasks, 1), model, images, targets)
+    per_step = {c: [] for c in combos}
+    full = {c: [] for c in combos}
+    for _ in range(repeats):
+        for c in combos:
+            t_lo = timed(make_attack(*c, tasks, lo), model, images, targets)
+            t_hi = timed(make_attack(*c, tasks, hi), model, images, targets)
+            per_step[c].append((t_hi - t_lo) / (hi - lo))
+            full[c].append(t_hi)
+    return {c: (statistics.median(per_step[c]), statistics.median(full[c])) for c in combos}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["tiny"], choices=["tiny", "deeplab"])
+    parser.add_argument(
+        "--objectives",
+        nargs="+",
+        default=["single", "total", "dgba", "dgba-slow", "signsum", "signsum-loop"],
+    )
+    parser.add_argument("--rules", nargs="+", default=["pgd", "mim", "apgd"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tasks = build_tasks(TASKS, 6)
+    lo, hi = args.steps
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
+        f"step cost from {lo} vs {hi} steps, median of {args.repeats}"
+    )
+    print(
+        f"{'model':<8} {'size':<8} {'objective':<12} {'rule':<5} {'ms/step':>9} "
+        f"{'x total':>8} {'x pgd':>6} {'img/s':>8}"
+    )
+    for name in args.models:
+        torch.manual_seed(0)
+        model, size = make_model(name, tasks)
+        images, targets = make_batch(args.batch, size)
+        combos = [(o, r) for r in args.rules for o in args.objectives]
+        costs = step_costs(combos, tasks, model, images, targets, lo, hi, args.repeats)
+        for (objective, rule), (step, full) in costs.items():
+            vs_total = step / costs.get(("total", rule), (step,))[0]
+            vs_pgd = step / costs.get((objective, "pgd"), (step,))[0]
+            print(
+                f"{name:<8} {size[0]}x{size[1]:<5} {objective:<12} {rule:<5} "
+                f"{1000 * step:>9.1f} {vs_total:>8.2f} {vs_pgd:>6.2f} "
+                f"{args.batch / full:>8.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
