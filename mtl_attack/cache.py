@@ -13,7 +13,9 @@ from torch import nn
 from mtl_attack.utils.io import atomic_write, write_json
 
 #: config keys that never change trained weights (paths, speed and presentation knobs)
-NON_WEIGHT_KEYS = frozenset({"root", "preload", "num_workers", "metrics", "progress"})
+NON_WEIGHT_KEYS = frozenset(
+    {"root", "preload", "num_workers", "metrics", "progress", "checkpoint_every", "val_every"}
+)
 
 
 def _strip(tree: Any) -> Any:

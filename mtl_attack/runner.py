@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from mtl_attack.attacks import IterativeAttack
 from mtl_attack.cache import CheckpointCache
 from mtl_attack.data import DatasetSource
-from mtl_attack.defense import train_epoch
+from mtl_attack.defense import EpochShuffle, TrainCheckpoint, fit
 from mtl_attack.evaluation import (
     evaluate,
     evaluate_attack,
@@ -69,15 +69,16 @@ def weight_spec(cfg: DictConfig, model: MultiTaskModel, data: DatasetSource) -> 
 
 
 def loaders(cfg: DictConfig, data: DatasetSource) -> tuple[DataLoader, DataLoader]:
-    gen = torch.Generator().manual_seed(int(cfg.seed))
+    """Train loader whose order depends only on (seed, epoch) (exact resume), and test loader."""
     workers = int(cfg.loader.num_workers)
+    train_set = data.split("train", train=True)
     train = DataLoader(
-        data.split("train", train=True),
+        train_set,
         batch_size=cfg.train.batch_size,
-        shuffle=True,
+        sampler=EpochShuffle(len(train_set), int(cfg.seed)),
         drop_last=True,
         num_workers=workers,
-        generator=gen,
+        generator=torch.Generator().manual_seed(int(cfg.seed)),
         persistent_workers=workers > 0,
     )
     test = DataLoader(
@@ -86,30 +87,63 @@ def loaders(cfg: DictConfig, data: DatasetSource) -> tuple[DataLoader, DataLoade
     return train, test
 
 
-def train_model(cfg, model, tasks, train_loader, device, logger: Logger) -> None:
-    optimizer = instantiate(cfg.train.optimizer)(model.parameters())
-    total = int(cfg.train.epochs) * len(train_loader)
-    scheduler = instantiate(cfg.train.scheduler)(optimizer, total_steps=total)
-    for epoch in range(int(cfg.train.epochs)):
-        losses = train_epoch(
-            model,
-            tasks,
-            train_loader,
-            optimizer,
-            device,
-            scheduler,
-            progress=cfg.progress,
-            desc=f"train {epoch + 1}/{cfg.train.epochs}",
-        )
-        logger.log(
-            {metric_key("train", t, "loss"): v for t, v in losses.items()} | {"epoch": epoch + 1}
-        )
+def build_defense(cfg: DictConfig, tasks: dict[str, Task]):
+    """The ``defense`` group: a views function deciding what each update trains on."""
+    return instantiate(cfg.defense)(tasks=tasks)
+
+
+def validation_hook(cfg, model, tasks, val_loader, device, logger: Logger):
+    """Per-epoch health: train losses and (every ``train.val_every`` epochs) test-split
+    metrics, logged as ``train/<task>/loss`` and ``val/<task>/<metric>``."""
+    every = int(cfg.train.get("val_every", 1))
+
+    def hook(epoch: int, step: int, losses: dict[str, float]) -> None:
+        record = {metric_key("train", t, "loss"): v for t, v in losses.items()}
+        record |= {"epoch": epoch + 1, "train/step": step}
+        if val_loader is not None and every and (epoch + 1) % every == 0:
+            val = evaluate(model, tasks, val_loader, device, progress=False, desc="validate")
+            record |= flatten({"val": val})
+        logger.log(record)
         log.info(
             "epoch %d/%d  %s",
             epoch + 1,
             cfg.train.epochs,
             "  ".join(f"{t}={v:.4f}" for t, v in losses.items()),
         )
+
+    return hook
+
+
+def train_model(
+    cfg, model, tasks, train_loader, device, logger: Logger, cache=None, val_loader=None
+) -> dict[str, Any]:
+    """Train with resumable checkpoints in the model's cache directory; returns a summary."""
+    optimizer = instantiate(cfg.train.optimizer)(model.parameters())
+    total = int(cfg.train.epochs) * len(train_loader)
+    scheduler = instantiate(cfg.train.scheduler)(optimizer, total_steps=total)
+    ckpt = None
+    if cache is not None:
+        ckpt = TrainCheckpoint(cache.dir / "train_state.pt", cache.spec)
+    prog = fit(
+        model,
+        tasks,
+        train_loader,
+        optimizer,
+        device,
+        int(cfg.train.epochs),
+        scheduler,
+        views=build_defense(cfg, tasks),
+        checkpoint=ckpt,
+        checkpoint_every=int(cfg.train.get("checkpoint_every", 100)),
+        on_epoch_end=validation_hook(cfg, model, tasks, val_loader, device, logger),
+        progress=cfg.progress,
+    )
+    return {"steps": prog.step, "resumed_from_step": prog.resumed_from}
+
+
+def defense_record(cfg: DictConfig, tasks: dict[str, Task]) -> dict[str, Any]:
+    """How the model was trained, for results.json (the attack that evaluates it is separate)."""
+    return build_defense(cfg, tasks).describe()
 
 
 def format_table(results: dict[str, dict[str, float]], title: str) -> str:
@@ -255,8 +289,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             log.info("reusing cached model %s", cache.weights)
             cache.load(model, device)
         else:
-            train_model(cfg, model, tasks, train_loader, device, logger)
-            cache.save(model, {"train_seconds": time.time() - t0})
+            summary = train_model(
+                cfg, model, tasks, train_loader, device, logger, cache, test_loader
+            )
+            cache.save(model, {"train_seconds": time.time() - t0, **summary})
+            TrainCheckpoint(cache.dir / "train_state.pt", cache.spec).remove()
         clean = evaluate(
             model, tasks, test_loader, device, progress=cfg.progress, desc="clean eval"
         )
@@ -267,6 +304,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 "checkpoint": str(cache.weights),
                 "cache_hit": cache_hit,
             },
+            "defense": defense_record(cfg, tasks),
             "clean": clean,
         }
         if cfg.attack.name != "none":
