@@ -4,6 +4,7 @@ protobuf ``Record`` messages). Lets tests assert on real offline runs without a 
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -40,10 +41,22 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+def closed_records(run_file: str | Path, timeout: float = 30.0) -> list:
+    """The run's records once its final ``exit`` record is on disk: W&B's service can still be
+    writing the offline file when ``run.finish()`` returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_records(run_file)
+        done = records and records[-1].WhichOneof("record_type") == "exit"
+        if done or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
 def logged_keys(run_file: str | Path) -> set[str]:
     """Every history and summary key the run logged."""
     keys: set[str] = set()
-    for rec in read_records(run_file):
+    for rec in closed_records(run_file):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             keys.update(_key(i) for i in rec.history.item)
