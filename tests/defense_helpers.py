@@ -16,6 +16,7 @@ from mtl_attack.tasks import build_tasks
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "logger=none",
+    "attack=none",
     "progress=false",
     "device=cpu",
     "dataset.num_train=48",
