@@ -15,8 +15,19 @@ from mtl_attack.tasks import build_tasks
 from tests.attack_setup import single_thread
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
-ENTRY_KEYS = {"objective", "step", "eps", "target_task", "tasks", "avg_degradation",
-              "min_degradation", "avg_loss_increase", "seconds", "flags", "diagnostics"}
+ENTRY_KEYS = {
+    "objective",
+    "step",
+    "eps",
+    "target_task",
+    "tasks",
+    "avg_degradation",
+    "min_degradation",
+    "avg_loss_increase",
+    "seconds",
+    "flags",
+    "diagnostics",
+}
 
 
 def test_relative_degradation_is_positive_when_worse():
@@ -30,13 +41,25 @@ def test_summarize_means_over_metrics_then_tasks():
     tasks = build_tasks(["segment_semantic", "depth_zbuffer"], 6)
     clean = {
         "segment_semantic": {"miou": 0.5, "pixel_acc": 0.8, "loss": 1.0},
-        "depth_zbuffer": {"abs_err": 0.1, "rel_err": 0.1, "delta_1": 90.0, "delta_2": 95.0,
-                          "delta_3": 100.0, "loss": 0.1},
+        "depth_zbuffer": {
+            "abs_err": 0.1,
+            "rel_err": 0.1,
+            "delta_1": 90.0,
+            "delta_2": 95.0,
+            "delta_3": 100.0,
+            "loss": 0.1,
+        },
     }
     adv = {
         "segment_semantic": {"miou": 0.25, "pixel_acc": 0.6, "loss": 2.0},
-        "depth_zbuffer": {"abs_err": 0.2, "rel_err": 0.1, "delta_1": 90.0, "delta_2": 95.0,
-                          "delta_3": 100.0, "loss": 0.4},
+        "depth_zbuffer": {
+            "abs_err": 0.2,
+            "rel_err": 0.1,
+            "delta_1": 90.0,
+            "delta_2": 95.0,
+            "delta_3": 100.0,
+            "loss": 0.4,
+        },
     }
     out = summarize(tasks, clean, adv)
     assert out["tasks"]["segment_semantic"]["degradation"] == pytest.approx((0.5 + 0.25) / 2)
@@ -52,8 +75,14 @@ def test_summarize_means_over_metrics_then_tasks():
 
 
 def test_run_single_all_writes_entries_and_transfer_matrix(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("attack=single", "attack.task=all", "attack.eps=[4]", "attack.steps=3",
-                   "logger=wandb", f"logger.dir={tmp_path / 'wandb'}")
+    cfg = tiny_cfg(
+        "attack=single",
+        "attack.task=all",
+        "attack.eps=[4]",
+        "attack.steps=3",
+        "logger=wandb",
+        f"logger.dir={tmp_path / 'wandb'}",
+    )
     results = run(cfg)
     assert results == json.loads((tmp_path / "run" / "results.json").read_text())
     entries = results["attacks"]
@@ -74,11 +103,14 @@ def test_run_single_all_writes_entries_and_transfer_matrix(tiny_cfg, tmp_path):
 
 
 def test_run_dgba_apgd_over_eps(tiny_cfg):
-    cfg = tiny_cfg("attack=dgba", "attack/step=apgd", "attack.eps=[2,8]", "attack.steps=4",
-                   "logger=none")
+    cfg = tiny_cfg(
+        "attack=dgba", "attack/step=apgd", "attack.eps=[2,8]", "attack.steps=4", "logger=none"
+    )
     entries = run(cfg)["attacks"]
     assert [(e["objective"], e["step"], e["eps"]) for e in entries] == [
-        ("dgba", "apgd", 2), ("dgba", "apgd", 8)]
+        ("dgba", "apgd", 2),
+        ("dgba", "apgd", 8),
+    ]
     assert all(e["target_task"] is None and e["flags"] == [] for e in entries)
     assert 0 < entries[0]["avg_loss_increase"] < entries[1]["avg_loss_increase"]
 
