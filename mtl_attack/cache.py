@@ -18,17 +18,21 @@ NON_WEIGHT_KEYS = frozenset(
 )
 
 
-def _strip(tree: Any) -> Any:
+#: config keys that never change an evaluation's numbers
+NON_RESULT_KEYS = frozenset({"root", "preload", "num_workers", "progress"})
+
+
+def _strip(tree: Any, ignore: frozenset[str] = NON_WEIGHT_KEYS) -> Any:
     if isinstance(tree, dict):
-        return {k: _strip(v) for k, v in sorted(tree.items()) if k not in NON_WEIGHT_KEYS}
+        return {k: _strip(v, ignore) for k, v in sorted(tree.items()) if k not in ignore}
     if isinstance(tree, list):
-        return [_strip(v) for v in tree]
+        return [_strip(v, ignore) for v in tree]
     return tree
 
 
-def cache_key(spec: dict[str, Any]) -> str:
-    """Stable 16-hex-digit hash of a JSON-able spec (keys sorted, non-weight keys dropped)."""
-    blob = json.dumps(_strip(spec), sort_keys=True, separators=(",", ":"))
+def cache_key(spec: dict[str, Any], ignore: frozenset[str] = NON_WEIGHT_KEYS) -> str:
+    """Stable 16-hex-digit hash of a JSON-able spec (keys sorted, ``ignore`` keys dropped)."""
+    blob = json.dumps(_strip(spec, ignore), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -59,3 +63,32 @@ class CheckpointCache:
         atomic_write(self.weights, lambda tmp: torch.save(state, tmp))
         write_json(self.dir / "spec.json", {"spec": self.spec, **(extra or {})})
         return self.weights
+
+
+class ResultCache:
+    """Finished evaluations of one cached model: ``<model dir>/evaluations/<key>.json``.
+
+    A key hashes the evaluation context (test data, tasks, metric convention, batch size) and
+    the item (clean, or one attack at one eps), so re-running a sweep recomputes only what is
+    missing. Files are written atomically: an interrupted job leaves no half result.
+    """
+
+    def __init__(self, model_dir: str | Path, context: dict[str, Any]):
+        self.dir = Path(model_dir) / "evaluations"
+        self.context = context
+
+    def path(self, item: dict[str, Any]) -> Path:
+        key = cache_key({"context": self.context, "item": item}, NON_RESULT_KEYS)
+        return self.dir / f"{key}.json"
+
+    def get(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        path = self.path(item)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())["value"]
+        except (json.JSONDecodeError, KeyError):  # foreign or damaged: recompute
+            return None
+
+    def put(self, item: dict[str, Any], value: dict[str, Any]) -> None:
+        write_json(self.path(item), {"item": item, "value": value})

@@ -41,6 +41,19 @@ class Logger:
     def finish(self, exit_code: int = 0) -> None: ...
 
 
+def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"sharing": {"index": 3}}`` -> ``{"sharing.index": 3}``: every leaf is its own W&B config
+    column, so runs can be grouped and compared (parallel coordinates) by any key."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flat_config(value, name))
+        else:
+            out[name] = value
+    return out
+
+
 class WandbLogger(Logger):
     """Weights & Biases. ``mode``: ``offline`` (default: writes a run folder that ``wandb sync``
     uploads later), ``online`` or ``disabled``. Runs go to ``<dir>/wandb/``."""
@@ -74,11 +87,14 @@ class WandbLogger(Logger):
             group=self.group,
             tags=self.tags or None,
             name=self.name or name,
-            config=config,
+            config=flat_config(config),
             reinit="finish_previous",
             settings=wandb.Settings(console="off", silent=True),
         )
         self.run_dir = getattr(self.run, "dir", None)
+        # attack results are also logged under vs_eps/... with the budget as their x-axis
+        self.run.define_metric("eps")
+        self.run.define_metric("vs_eps/*", step_metric="eps")
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self.run is not None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# Tiny tensors: one thread is faster than two (no sync overhead) and immune to a busy machine.
+torch.set_num_threads(1)
 
 #: small enough for a full train + evaluate in a few seconds on 2 cores
 TINY = [

@@ -67,17 +67,22 @@ class TrainCheckpoint:
     Args:
         path: the checkpoint file (in the model's cache directory).
         spec: the JSON-able weight spec that produced the model (``CheckpointCache.spec``).
+        write: whether :meth:`save` writes (under torchrun only rank 0 writes; every rank
+            reads the same file on resume, so resume restores rank 0's RNG states everywhere).
     """
 
-    def __init__(self, path: str | Path, spec: dict[str, Any]):
+    def __init__(self, path: str | Path, spec: dict[str, Any], write: bool = True):
         self.path = Path(path)
         self.spec = _canonical(spec)
+        self.write = write
 
     def exists(self) -> bool:
         return self.path.is_file()
 
     def save(self, model, optimizer, scheduler, step: int, extra: dict | None = None) -> Path:
         """Write the state after ``step`` optimizer steps (a kill mid-write keeps the old file)."""
+        if not self.write:
+            return self.path
         state = {
             "format": FORMAT_VERSION,
             "spec": self.spec,

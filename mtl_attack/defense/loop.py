@@ -23,6 +23,7 @@ from mtl_attack.defense.sampler import EpochShuffle, epoch_seed
 from mtl_attack.defense.training import NonFiniteLossError, Views, train_step
 from mtl_attack.evaluation.evaluate import split_batch
 from mtl_attack.tasks import Task
+from mtl_attack.utils.distributed import broadcast_buffers
 
 log = logging.getLogger("mtl_attack")
 
@@ -59,6 +60,7 @@ def _start_epoch(loader: DataLoader, epoch: int, skip_batches: int) -> None:
 
 
 def _save(ckpt: TrainCheckpoint | None, model, optimizer, scheduler, prog: Progress) -> None:
+    broadcast_buffers(model)  # torchrun: every rank keeps rank 0's BatchNorm statistics
     if ckpt is not None:
         ckpt.save(model, optimizer, scheduler, prog.step)
         prog.saved = prog.step

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from mtl_attack.evaluation.evaluate import split_batch
 from mtl_attack.tasks import Task
+from mtl_attack.utils.distributed import average_gradients
 
 Targets = dict[str, torch.Tensor]
 Views = Callable[[nn.Module, torch.Tensor, Targets], list[tuple[torch.Tensor, float]]]
@@ -74,6 +75,7 @@ def train_step(
         raise NonFiniteLossError(f"non-finite training loss {float(loss.detach())} ({parts})")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    average_gradients(model)  # data-parallel under torchrun; a no-op in one process
     optimizer.step()
     if scheduler is not None:
         scheduler.step()

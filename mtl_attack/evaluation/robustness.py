@@ -23,6 +23,7 @@ from mtl_attack.attacks import Attack, AttackStats
 from mtl_attack.evaluation.degradation import Metrics, summarize, transfer_matrix
 from mtl_attack.evaluation.evaluate import evaluate
 from mtl_attack.tasks import Task
+from mtl_attack.utils.distributed import all_reduce_sum
 
 log = logging.getLogger("mtl_attack")
 
@@ -65,12 +66,20 @@ def evaluate_attack(
         progress=progress,
         desc=f"attack {label.get('objective')} eps={label.get('eps')}",
     )
+    _sum_over_ranks(attack.stats, device)
     entry = dict(label) | summarize(tasks, clean, adv) | {"seconds": time.time() - start}
     entry["flags"] = sanity_flags(attack.stats)
     entry["diagnostics"] = attack.stats.as_dict()
     for flag in entry["flags"]:
         log.warning("attack %s: sanity flag %s (%s)", dict(label), flag, entry["diagnostics"])
     return entry
+
+
+def _sum_over_ranks(stats: AttackStats, device: torch.device) -> None:
+    """Add up every rank's sanity counters (in place; a no-op in one process)."""
+    state = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in stats.as_dict().items()}
+    for key, value in all_reduce_sum(state, device).items():
+        setattr(stats, key, type(getattr(stats, key))(value.item()))
 
 
 def transfer_matrices(entries: list[dict]) -> list[dict]:

@@ -48,6 +48,51 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+def average_gradients(model: torch.nn.Module) -> None:
+    """Data-parallel training step: replace every gradient by its mean over ranks.
+
+    This is what DistributedDataParallel does (minus bucketing/overlap); doing it explicitly
+    keeps the attack inside adversarial training (extra forward/backward passes w.r.t. the
+    input) and several forward passes per update legal. Ranks start from the same seeded
+    initialization, so their parameters stay identical; BatchNorm statistics are per rank and
+    :func:`broadcast_buffers` aligns them before a checkpoint is written.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    size = dist.get_world_size()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])  # one collective instead of one per tensor
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
+    if dist.is_available() and dist.is_initialized():
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
+
+
+def from_main(obj):
+    """Rank 0's value of ``obj`` on every rank (identity outside torchrun)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 class ShardedBatchSampler(Sampler[list[int]]):
     """Sequential batches of ``batch_size`` over ``range(n)``; this rank keeps batches
     ``rank, rank + world, ...``. With world_size 1 it is a plain sequential batch sampler."""

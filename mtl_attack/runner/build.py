@@ -1,0 +1,119 @@
+"""Builds the pipeline's objects from the config (Hydra ``instantiate`` lives here)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from mtl_attack.attacks import IterativeAttack
+from mtl_attack.data import DatasetSource
+from mtl_attack.defense import EpochShuffle
+from mtl_attack.models import MultiTaskModel, sharing_stats
+from mtl_attack.tasks import Task
+from mtl_attack.utils.distributed import ShardedBatchSampler, world
+
+log = logging.getLogger("mtl_attack")
+
+
+def build_model(cfg: DictConfig, tasks: dict[str, Task]) -> MultiTaskModel:
+    backbone = instantiate(cfg.backbone.trunk)
+    layout = instantiate(cfg.sharing)(
+        num_tasks=len(tasks), num_blocks=backbone.num_blocks, task_names=list(tasks)
+    )
+    head = instantiate(cfg.backbone.head)
+    return MultiTaskModel(backbone, layout, {n: t.channels for n, t in tasks.items()}, head)
+
+
+def model_stats(model: MultiTaskModel) -> dict[str, Any]:
+    """Parameter counts, layout and sharing degree; logged once per run."""
+    stats = sharing_stats(model)
+    log.info(
+        "model: %d parameters (%d in shared blocks), sharing degree %.3f, layout %s",
+        stats["params_total"],
+        stats["params_shared"],
+        stats["sharing_degree"],
+        stats["layout"],
+    )
+    return stats
+
+
+def weight_spec(cfg: DictConfig, model: MultiTaskModel, data: DatasetSource) -> dict[str, Any]:
+    """Everything that changes the trained weights: the checkpoint cache key."""
+    pick = ("dataset", "backbone", "train", "defense", "seed")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    spec = {k: resolved.get(k) for k in pick}
+    spec["tasks"] = list(data.tasks)
+    spec["layout"] = model.layout.as_lists()
+    return spec
+
+
+def loaders(cfg: DictConfig, data: DatasetSource) -> tuple[DataLoader, DataLoader]:
+    """Train loader whose order depends only on (seed, epoch) (exact resume), and test loader.
+
+    Under torchrun each rank trains on its shard of every epoch's permutation and evaluates
+    whole batches ``rank, rank + world, ...`` of the test split (see utils.distributed).
+    """
+    rank, size = world()
+    workers = int(cfg.loader.num_workers)
+    train_set = data.split("train", train=True)
+    train = DataLoader(
+        train_set,
+        batch_size=cfg.train.batch_size,
+        sampler=EpochShuffle(len(train_set), int(cfg.seed), rank, size),
+        drop_last=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(int(cfg.seed)),
+        persistent_workers=workers > 0,
+    )
+    test_set = data.split("test")
+    batches = ShardedBatchSampler(len(test_set), int(cfg.eval.batch_size), rank, size)
+    test = DataLoader(test_set, batch_sampler=batches, num_workers=workers)
+    return train, test
+
+
+def build_defense(cfg: DictConfig, tasks: dict[str, Task]):
+    """The ``defense`` group: a views function deciding what each update trains on."""
+    return instantiate(cfg.defense)(tasks=tasks)
+
+
+ATTACK_LABELS = ("name", "eps", "task", "objective", "step")  # the rest is IterativeAttack's
+
+
+def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, IterativeAttack]]:
+    """One attack per (eps, target task) of ``cfg.attack``: ``[(label, attack)]``.
+
+    ``attack.objective`` is a partial called with the tasks (and ``task=`` for single);
+    ``attack.step`` is the step rule; every other key is an ``IterativeAttack`` argument, so a
+    misspelled key fails with that constructor's TypeError.
+    """
+    acfg = cfg.attack
+    objective = instantiate(acfg.objective)
+    step_rule = instantiate(acfg.step)
+    loop = {
+        k: v
+        for k, v in OmegaConf.to_container(acfg, resolve=True).items()
+        if k not in ATTACK_LABELS
+    }
+    targets: list[str | None] = [None]
+    if acfg.name == "single":
+        if acfg.task is None:
+            raise ValueError(f"attack=single needs attack.task=<one of {list(tasks)}> or all")
+        targets = list(tasks) if acfg.task == "all" else [str(acfg.task)]
+    eps_list = acfg.eps if OmegaConf.is_list(acfg.eps) else [acfg.eps]
+    attacks = []
+    for eps in eps_list:
+        for target in targets:
+            obj = objective(tasks, task=target) if target else objective(tasks)
+            label = {
+                "objective": acfg.name,
+                "step": step_rule.name,
+                "eps": eps,
+                "target_task": target,
+            }
+            attacks.append((label, IterativeAttack(step_rule, obj, tasks, eps=eps, **loop)))
+    return attacks

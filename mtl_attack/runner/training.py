@@ -1,0 +1,69 @@
+"""Training wiring: resumable fit, per-epoch validation, the defense record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mtl_attack.defense import TrainCheckpoint, fit
+from mtl_attack.evaluation import evaluate, flatten, metric_key
+from mtl_attack.loggers import Logger
+from mtl_attack.runner.build import build_defense, log
+from mtl_attack.tasks import Task
+from mtl_attack.utils.distributed import is_main
+
+
+def validation_hook(cfg, model, tasks, val_loader, device, logger: Logger):
+    """Per-epoch health: train losses and (every ``train.val_every`` epochs) test-split
+    metrics, logged as ``train/<task>/loss`` and ``val/<task>/<metric>``."""
+    every = int(cfg.train.get("val_every", 1))
+
+    def hook(epoch: int, step: int, losses: dict[str, float]) -> None:
+        record = {metric_key("train", t, "loss"): v for t, v in losses.items()}
+        record |= {"epoch": epoch + 1, "train/step": step}
+        if val_loader is not None and every and (epoch + 1) % every == 0:
+            val = evaluate(model, tasks, val_loader, device, progress=False, desc="validate")
+            record |= flatten({"val": val})
+        logger.log(record)
+        log.info(
+            "epoch %d/%d  %s",
+            epoch + 1,
+            cfg.train.epochs,
+            "  ".join(f"{t}={v:.4f}" for t, v in losses.items()),
+        )
+
+    return hook
+
+
+def train_model(
+    cfg, model, tasks, train_loader, device, logger: Logger, cache=None, val_loader=None
+) -> dict[str, Any]:
+    """Train with resumable checkpoints in the model's cache directory; returns a summary."""
+    optimizer = instantiate(cfg.train.optimizer)(model.parameters())
+    total = int(cfg.train.epochs) * len(train_loader)
+    scheduler = instantiate(cfg.train.scheduler)(optimizer, total_steps=total)
+    ckpt = None
+    if cache is not None:
+        ckpt = TrainCheckpoint(cache.dir / "train_state.pt", cache.spec, write=is_main())
+    prog = fit(
+        model,
+        tasks,
+        train_loader,
+        optimizer,
+        device,
+        int(cfg.train.epochs),
+        scheduler,
+        views=build_defense(cfg, tasks),
+        checkpoint=ckpt,
+        checkpoint_every=int(cfg.train.get("checkpoint_every", 100)),
+        on_epoch_end=validation_hook(cfg, model, tasks, val_loader, device, logger),
+        progress=cfg.progress,
+    )
+    return {"steps": prog.step, "resumed_from_step": prog.resumed_from}
+
+
+def defense_record(cfg: DictConfig, tasks: dict[str, Task]) -> dict[str, Any]:
+    """How the model was trained, for results.json (the attack that evaluates it is separate)."""
+    return build_defense(cfg, tasks).describe()
