@@ -1,8 +1,8 @@
 """Cost of one attack step per (objective x step rule), and attacked images per second.
 
-Models: ``tiny`` (the default config's TinyResNet, all shared, 3 tasks, 64x64) and ``deeplab``
-(a plain stand-in for DeepLab-ResNet-34 at NYUv2-like size, built here from torch layers per
-method.md section 5 because the ``resnet34`` backbone of branch ``sharing`` is not merged yet).
+Models: ``tiny`` (the default config's TinyResNet, all shared, 3 tasks, 64x64, attacked in
+batches of 100 like the default ``eval.batch_size``) and ``deeplab`` (``backbone=resnet34``:
+DeepLab-ResNet-34 with per-task ASPP heads, all shared, at NYUv2's 288x384).
 ``dgba-slow`` is DGBA the reference code's way: one backward pass per task; ``signsum-loop`` is
 SignSum with T backward passes instead of one batched (``is_grads_batched``) backward.
 
@@ -28,10 +28,10 @@ from torch import nn
 from mtl_attack.attacks import DynamicGradientBalancing, SignSum, build_attack
 from mtl_attack.attacks.objectives import Losses
 from mtl_attack.models import MultiTaskModel
+from mtl_attack.models.backbones.resnet34 import DeepLabResNet34
 from mtl_attack.models.backbones.tiny import TinyResNet
-from mtl_attack.models.heads import LightHead
+from mtl_attack.models.heads import ASPPHead, LightHead
 from mtl_attack.models.sharing import all_shared
-from mtl_attack.models.tree import Normalize
 from mtl_attack.tasks import build_tasks
 
 TASKS = ["segment_semantic", "normal", "depth_zbuffer"]
@@ -49,87 +49,20 @@ class SlowDGBA(DynamicGradientBalancing):
         return total
 
 
-def basic_block(cin: int, cout: int, stride: int, dilation: int) -> nn.Module:
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            pad = dilation
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride, pad, dilation, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(cout, cout, 3, 1, pad, dilation, bias=False),
-                nn.BatchNorm2d(cout),
-            )
-            self.skip = (
-                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                if stride != 1 or cin != cout
-                else nn.Identity()
-            )
-
-        def forward(self, x):
-            return torch.relu(self.body(x) + self.skip(x))
-
-    return Block()
-
-
-class DeepLabStandIn(nn.Module):
-    """ResNet-34 (stages 3-4-6-3, strides 1-2-1-1, dilations 1-1-2-4, output stride 8), all
-    tasks shared, one ASPP head per task (dilations 6/12/18/24, 1024 hidden, summed)."""
-
-    def __init__(self, channels: dict[str, int]):
-        super().__init__()
-        self.normalize = Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-        layers = [
-            nn.Conv2d(3, 64, 7, 2, 3, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(True),
-            nn.MaxPool2d(3, 2, 1, ceil_mode=True),
-        ]
-        cin = 64
-        for n, w, s, d in zip([3, 4, 6, 3], [64, 128, 256, 512], [1, 2, 1, 1], [1, 1, 2, 4]):
-            for i in range(n):
-                layers.append(basic_block(cin, w, s if i == 0 else 1, d))
-                cin = w
-        self.trunk = nn.Sequential(*layers)
-        self.heads = nn.ModuleDict(
-            {
-                t: nn.ModuleList(
-                    [
-                        nn.Sequential(
-                            nn.Conv2d(512, 1024, 3, padding=r, dilation=r),
-                            nn.ReLU(True),
-                            nn.Dropout(0.5),
-                            nn.Conv2d(1024, 1024, 1),
-                            nn.ReLU(True),
-                            nn.Dropout(0.5),
-                            nn.Conv2d(1024, c, 1),
-                        )
-                        for r in (6, 12, 18, 24)
-                    ]
-                )
-                for t, c in channels.items()
-            }
-        )
-
-    def forward(self, images):
-        feat = self.trunk(self.normalize(images))
-        size = images.shape[-2:]
-        return {
-            t: nn.functional.interpolate(
-                sum(b(feat) for b in branches), size=size, mode="bilinear", align_corners=False
-            )
-            for t, branches in self.heads.items()
-        }
-
-
 def make_model(name: str, tasks) -> tuple[nn.Module, tuple[int, int]]:
+    """The default config's model (tiny, all shared, 64x64) or DeepLab-ResNet-34 with per-task
+    ASPP heads (conf/backbone/resnet34.yaml, all shared) at NYUv2's 288x384."""
     channels = {n: t.channels for n, t in tasks.items()}
     if name == "deeplab":
-        return DeepLabStandIn(channels).eval(), (288, 384)
-    trunk = TinyResNet(widths=[16, 32, 48, 64, 96], depth=1)  # conf/backbone/tiny.yaml
+        trunk = DeepLabResNet34()
+        head = partial(ASPPHead, hidden=1024, rates=(6, 12, 18, 24), dropout=0.5)
+        size = (288, 384)
+    else:
+        trunk = TinyResNet(widths=[16, 32, 48, 64, 96], depth=1)  # conf/backbone/tiny.yaml
+        head = partial(LightHead, hidden=32)
+        size = (64, 64)
     layout = all_shared(num_tasks=len(tasks), num_blocks=trunk.num_blocks)
-    return MultiTaskModel(trunk, layout, channels, partial(LightHead, hidden=32)).eval(), (64, 64)
+    return MultiTaskModel(trunk, layout, channels, head).eval(), size
 
 
 def make_batch(batch: int, size: tuple[int, int], seed: int = 0):
@@ -185,7 +118,7 @@ def main() -> None:
         default=["single", "total", "dgba", "dgba-slow", "signsum", "signsum-loop"],
     )
     parser.add_argument("--rules", nargs="+", default=["pgd", "mim", "apgd"])
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=100, help="the default eval.batch_size")
     parser.add_argument("--steps", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)

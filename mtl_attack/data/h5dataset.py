@@ -33,6 +33,13 @@ def to_tensors(image: np.ndarray, targets: dict[str, np.ndarray]) -> Sample:
     return out
 
 
+def split_batch(batch: Sample, tasks, device: torch.device):
+    """A collated batch -> (images on ``device``, ``{task: target}`` for the ``tasks``)."""
+    images = batch["image"].to(device, non_blocking=True)
+    targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}
+    return images, targets
+
+
 class H5TaskDataset(Dataset):
     """Items are dicts: ``image`` plus one target per task (see :func:`to_tensors`).
 

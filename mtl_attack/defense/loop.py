@@ -18,10 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mtl_attack.data.h5dataset import split_batch
 from mtl_attack.defense.checkpoint import TrainCheckpoint
 from mtl_attack.defense.sampler import EpochShuffle, epoch_seed
 from mtl_attack.defense.training import NonFiniteLossError, Views, train_step
-from mtl_attack.evaluation.evaluate import split_batch
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import broadcast_buffers
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from mtl_attack.evaluation.evaluate import split_batch
+from mtl_attack.data.h5dataset import split_batch
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import average_gradients
 

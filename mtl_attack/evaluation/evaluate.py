@@ -9,17 +9,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mtl_attack.data.h5dataset import split_batch
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import all_reduce_sum
 
-Batch = dict[str, torch.Tensor]
 Perturb = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
-
-
-def split_batch(batch: Batch, tasks: dict[str, Task], device: torch.device):
-    images = batch["image"].to(device, non_blocking=True)
-    targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}
-    return images, targets
 
 
 def evaluate(
