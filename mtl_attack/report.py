@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ def find_results(paths: list[str | Path]) -> list[Path]:
             found.append(p)
         else:
             raise FileNotFoundError(f"{p} is neither a results.json file nor a folder")
+    found.sort(key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))])
     if not found:
         raise FileNotFoundError(f"no results.json under {[str(p) for p in paths]}")
     return found
@@ -49,6 +51,23 @@ def load_runs(files: list[Path]) -> list[dict[str, Any]]:
         data["_label"] = run_label(data)
         runs.append(data)
     return runs
+
+
+def merge_by_model(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per trained model (same checkpoint): the jobs of a sweep that attacked the
+    same model with different attacks are combined, each (attack, eps) once."""
+    merged: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        key = run.get("model", {}).get("checkpoint") or run["_path"]
+        if key not in merged:
+            merged[key] = {**run, "attacks": [], "_seen": set()}
+        target = merged[key]
+        for entry in run.get("attacks", []):
+            ident = (attack_label(entry), entry["eps"])
+            if ident not in target["_seen"]:
+                target["_seen"].add(ident)
+                target["attacks"].append(entry)
+    return list(merged.values())
 
 
 def run_label(run: dict[str, Any]) -> str:
@@ -222,26 +241,34 @@ def write_report(paths: list[str | Path], out: str | Path | None = None) -> dict
     figures: list[Path] = []
     lines = [f"# mtl-attack report ({len(runs)} runs)", ""]
 
-    lines += ["## Runs", ""]
+    models = sorted(
+        merge_by_model(runs), key=lambda m: -m.get("model", {}).get("sharing_degree", 0)
+    )
+    lines += [
+        "## Models",
+        "",
+        f"{len(models)} trained models (runs attacking the same weights are merged).",
+        "",
+    ]
     tasks = sorted({t for r in runs for t in r.get("clean", {})}, key=list(HEADLINE).index)
-    header = ["run", "file", "sharing degree", "params", *[f"{t} {HEADLINE[t]}" for t in tasks]]
+    header = ["model", "sharing degree", "params", *[f"{t} {HEADLINE[t]}" for t in tasks]]
     rows = [
         [
-            r["_label"],
-            r["_path"],
-            r.get("model", {}).get("sharing_degree", "-"),
-            r.get("model", {}).get("params_total", "-"),
-            *[r["clean"].get(t, {}).get(HEADLINE[t], "-") for t in tasks],
+            m["_label"],
+            m.get("model", {}).get("sharing_degree", "-"),
+            m.get("model", {}).get("params_total", "-"),
+            *[m["clean"].get(t, {}).get(HEADLINE[t], "-") for t in tasks],
         ]
-        for r in runs
+        for m in models
     ]
     lines += markdown_table(header, rows) + [""]
+    lines += ["Result files:", ""] + [f"- `{r['_path']}`" for r in runs] + [""]
 
-    rows_att = attack_rows(runs)
+    rows_att = attack_rows(models)
     if rows_att:
         lines += ["## Attacks", "", "Relative degradation: positive = worse than clean.", ""]
         lines += markdown_table(
-            ["run", "attack", "eps", "avg_degradation", "min_degradation", "avg_loss_increase"],
+            ["model", "attack", "eps", "avg_degradation", "min_degradation", "avg_loss_increase"],
             [
                 [
                     a["run"],
@@ -255,22 +282,21 @@ def write_report(paths: list[str | Path], out: str | Path | None = None) -> dict
             ],
         ) + [""]
         lines += ["## Degradation against eps", ""]
-        for i, run in enumerate(r for r in runs if r.get("attacks")):
-            fig = plot_degradation_vs_eps(
-                run, out / f"degradation_vs_eps_{i}_{_slug(run['_label'])}.png"
-            )
-            figures.append(fig)
-            lines += [f"![{run['_label']}]({fig.name})", ""]
+        for i, model in enumerate(models):
+            if model["attacks"]:
+                fig = plot_degradation_vs_eps(model, out / f"degradation_vs_eps_{i}.png")
+                figures.append(fig)
+                lines += [f"![{model['_label']}]({fig.name})", ""]
 
-    tradeoff = plot_sharing_tradeoff(runs, out / "sharing_tradeoff.png")
+    tradeoff = plot_sharing_tradeoff(models, out / "sharing_tradeoff.png")
     if tradeoff is not None:
         figures.append(tradeoff)
         lines += ["## Sharing trade-off", "", f"![sharing trade-off]({tradeoff.name})", ""]
 
     transfer_lines = []
-    for i, run in enumerate(runs):
-        for (step, eps), (names, matrix) in sorted(transfer_matrices(run).items()):
-            title = f"{run['_label']} {step} eps={eps}"
+    for i, model in enumerate(models):
+        for (step, eps), (names, matrix) in sorted(transfer_matrices(model).items()):
+            title = f"{model['_label']} {step} eps={eps}"
             fig = plot_transfer(
                 names, matrix, title, out / f"transfer_{i}_{_slug(step)}_eps{eps}.png"
             )
