@@ -38,7 +38,10 @@ class SurfaceNormal(Task):
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target.abs().sum(1) > 0
-        cos = (F.normalize(pred, dim=1) * target).sum(1)
+        # cos(normalize(pred), target) without materializing normalize(pred): the loss runs in
+        # every attack step, and this form is ~2x cheaper on the CPU (same eps as F.normalize)
+        norm = (pred * pred).sum(1).clamp_min(1e-24).sqrt()
+        cos = (pred * target).sum(1) / norm
         return masked_mean(1.0 - cos, valid)
 
     def meter(self) -> Meter:
