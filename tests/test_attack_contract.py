@@ -1,6 +1,7 @@
 """Contract of every (objective x step rule) registered in conf/attack/**: the result stays in
 the eps-ball and [0, 1]; the model's parameters, .grad and mode are unchanged; the same seed
-gives the same result; the objective's score at the result is above the clean score."""
+gives the same result; the objective's score at the result is above the clean score. Files with
+variants (every aggregator, minmax on metric weights) are checked in every variant."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from mtl_attack.attacks import AGGREGATORS
 from mtl_attack.runner import build_attacks
 from tests.attack_setup import (
     CONF,
@@ -22,9 +24,19 @@ from tests.attack_setup import (
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 EPS = 4
+# conf/attack files whose objective has variants the contract must also hold for
+VARIANTS = {
+    "aggregate": [f"attack.objective.aggregator={a}" for a in AGGREGATORS],
+    "minmax": ["attack.objective.weights_from=loss", "attack.objective.weights_from=metric"],
+}
+CASES = [
+    pytest.param(name, variant, id=f"{name}[{variant.split('=')[-1]}]" if variant else name)
+    for name in OBJECTIVE_FILES
+    for variant in VARIANTS.get(name, [None])
+]
 
 
-def composed_attack(objective: str, step: str, tasks):
+def composed_attack(objective: str, step: str, tasks, variant: str | None = None):
     overrides = [
         f"attack={objective}",
         f"attack/step={step}",
@@ -32,7 +44,7 @@ def composed_attack(objective: str, step: str, tasks):
         "attack.task=depth_zbuffer",
         "attack.random_start=true",
         "attack.steps=5",
-    ]
+    ] + ([variant] if variant else [])
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     ((label, attack),) = build_attacks(cfg, tasks)
@@ -41,23 +53,32 @@ def composed_attack(objective: str, step: str, tasks):
 
 
 def test_every_file_is_covered():
-    assert OBJECTIVE_FILES == ["dgba", "signsum", "single", "total"]
+    assert OBJECTIVE_FILES == [
+        "aggregate",
+        "cyclic",
+        "dgba",
+        "minmax",
+        "relative",
+        "signsum",
+        "single",
+        "total",
+    ]
     assert STEP_FILES == ["apgd", "fgsm", "mim", "pgd"]
 
 
 @pytest.mark.parametrize("step", STEP_FILES)
-@pytest.mark.parametrize("objective", OBJECTIVE_FILES)
-def test_attack_contract(objective, step):
+@pytest.mark.parametrize("objective,variant", CASES)
+def test_attack_contract(objective, variant, step):
     tasks = tiny_tasks()
     model = tiny_model(tasks).train()  # the attack must switch to eval and back
     images, targets = tiny_batch()
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.5)
     params = [p.detach().clone() for p in model.parameters()]
-    attack = composed_attack(objective, step, tasks)
+    attack = composed_attack(objective, step, tasks, variant)
 
     adv = attack(model, images, targets)
-    again = composed_attack(objective, step, tasks)(model, images, targets)
+    again = composed_attack(objective, step, tasks, variant)(model, images, targets)
 
     assert not adv.requires_grad and adv.shape == images.shape
     assert (adv - images).abs().max() <= EPS / 255 + 1e-6

@@ -86,7 +86,8 @@ def run_apgd(scores: torch.Tensor, steps: int):
     x, iterates = clean, []
     for k in range(scores.shape[0]):
         iterates.append(x)
-        x = rule.update(state, x, direction, scores[k], k)
+        carry = {"losses": {"k": torch.full((batch,), float(k))}}  # rides with the best point
+        x = rule.update(state, x, direction, scores[k], k, carry)
     return rule, state, x, iterates, clean, direction, eps
 
 
@@ -105,7 +106,9 @@ def test_apgd_halving_and_restart_from_best():
     restarted = project(best + 0.75 * (z - best), clean, eps)  # no momentum after a restart
     torch.testing.assert_close(x_next[1:], restarted[1:])
     assert not torch.equal(x_next[0], restarted[0])
-    x_best, score_best = rule.finish(state, x_next, torch.tensor([-1.0, -1.0, -1.0]))
+    final = {"losses": {"k": torch.full((3,), 23.0)}}
+    x_best, score_best, carry = rule.finish(state, x_next, torch.tensor([-1.0, -1.0, -1.0]), final)
     torch.testing.assert_close(x_best[1:], best[1:])  # returns each sample's best point
     torch.testing.assert_close(x_best[0], iterates[22][0])
     assert score_best.tolist() == [22.0, 0.0, 100.0]
+    assert carry["losses"]["k"].tolist() == [22.0, 0.0, 0.0]  # the carry of each best point

@@ -1,16 +1,22 @@
-"""Attacks: step rule (FGSM, PGD, MIM, APGD) x multi-task objective (single, total, DGBA,
-SignSum). Usable without Hydra through :func:`build_attack`::
+"""Attacks: step rule (FGSM, PGD, MIM, APGD) x multi-task objective (single, total, dgba,
+signsum, relative, cyclic, minmax, aggregate), and attacks made of attacks (the worst-case
+ensemble and the weight frontier). Usable without Hydra::
 
     attack = build_attack("dgba", "pgd", tasks, eps=4, steps=10)
     adv = attack(model, images, targets)   # in the 4/255 ball and in [0, 1], detached
+    attack = build_attack("aggregate", "apgd", tasks, eps=4, aggregator="linf_mgda")
+    outcome = attack.run(model, images, targets)   # images, score, losses and preds at them
+    views = build_ensemble(tasks, eps=4).run_views(model, images, targets)  # mean/min/per_task
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mtl_attack.attacks.aggregate import AGGREGATORS, Aggregate
 from mtl_attack.attacks.apgd import AutoPGD, checkpoints
-from mtl_attack.attacks.base import Attack, AttackStats, IterativeAttack
+from mtl_attack.attacks.base import Attack, AttackStats, IterativeAttack, Outcome
+from mtl_attack.attacks.ensemble import CRITERIA, Ensemble, Frontier
 from mtl_attack.attacks.objectives import (
     DynamicGradientBalancing,
     Objective,
@@ -18,32 +24,65 @@ from mtl_attack.attacks.objectives import (
     SingleTask,
     TotalLoss,
 )
+from mtl_attack.attacks.simplex import project_simplex, simplex_grid
 from mtl_attack.attacks.steps import MomentumSign, SignStep, StepRule, project
+from mtl_attack.attacks.weighting import Cyclic, MinMax, RelativeLoss
 from mtl_attack.tasks import Task
 
 __all__ = [
+    "AGGREGATORS",
+    "CRITERIA",
+    "DEFAULT_MEMBERS",
     "OBJECTIVES",
     "STEP_RULES",
+    "Aggregate",
     "Attack",
     "AttackStats",
     "AutoPGD",
+    "Cyclic",
     "DynamicGradientBalancing",
+    "Ensemble",
+    "Frontier",
     "IterativeAttack",
+    "MinMax",
     "MomentumSign",
     "Objective",
+    "Outcome",
+    "RelativeLoss",
     "SignSum",
     "SignStep",
     "SingleTask",
     "StepRule",
     "TotalLoss",
     "build_attack",
+    "build_ensemble",
     "build_objective",
+    "build_step_rule",
     "checkpoints",
     "project",
+    "project_simplex",
+    "simplex_grid",
 ]
 
-OBJECTIVES = ("single", "total", "dgba", "signsum")
+OBJECTIVES = ("single", "total", "dgba", "signsum", "relative", "cyclic", "minmax", "aggregate")
 STEP_RULES = ("fgsm", "pgd", "mim", "apgd")
+OBJECTIVE_CLASSES = {
+    "total": TotalLoss,
+    "dgba": DynamicGradientBalancing,
+    "signsum": SignSum,
+    "relative": RelativeLoss,
+    "cyclic": Cyclic,
+    "minmax": MinMax,
+    "aggregate": Aggregate,
+}
+# the ensemble's default members: "single" expands to one member per task
+DEFAULT_MEMBERS = {
+    "dgba": ("dgba", {}),
+    "minmax": ("minmax", {}),
+    "linf_mgda": ("aggregate", {"aggregator": "linf_mgda"}),
+    "total": ("total", {}),
+    "single": ("single", {}),
+}
 
 
 def build_objective(
@@ -51,18 +90,26 @@ def build_objective(
     tasks: Mapping[str, Task],
     target_task: str | None = None,
     task_weights: Mapping[str, float] | None = None,
+    **options,
 ) -> Objective:
+    """The objective ``objective`` on ``tasks``; ``options`` go to its constructor (e.g.
+    ``aggregator="pcgrad"`` for ``aggregate``, ``gamma=3.0`` for ``minmax``)."""
     if objective == "single":
         if target_task is None:
             raise ValueError("objective 'single' needs target_task (attack.task=<task name>)")
-        return SingleTask(tasks, target_task)
-    if objective == "total":
-        return TotalLoss(tasks, task_weights)
-    if objective == "dgba":
-        return DynamicGradientBalancing(tasks)
-    if objective == "signsum":
-        return SignSum(tasks)
-    raise ValueError(f"attack objective must be one of {OBJECTIVES}, got {objective!r}")
+        return SingleTask(tasks, target_task, **options)
+    if objective not in OBJECTIVE_CLASSES:
+        raise ValueError(f"attack objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective in ("total", "relative") and task_weights is not None:
+        options["weights"] = task_weights
+    return OBJECTIVE_CLASSES[objective](tasks, **options)
+
+
+def build_step_rule(step: str) -> StepRule:
+    rules = {"fgsm": SignStep, "pgd": SignStep, "mim": MomentumSign, "apgd": AutoPGD}
+    if step not in rules:
+        raise ValueError(f"attack step rule must be one of {STEP_RULES}, got {step!r}")
+    return rules[step]()
 
 
 def build_attack(
@@ -78,17 +125,17 @@ def build_attack(
     restarts: int = 1,
     seed: int = 0,
     task_weights: dict[str, float] | None = None,
-) -> Attack:
+    **options,
+) -> IterativeAttack:
     """Build ``step`` x ``objective`` (see :class:`IterativeAttack` for the arguments; eps and
-    step_size in pixel levels). ``fgsm`` is one step of size eps (``steps`` is ignored)."""
-    rules = {"fgsm": SignStep, "pgd": SignStep, "mim": MomentumSign, "apgd": AutoPGD}
-    if step not in rules:
-        raise ValueError(f"attack step rule must be one of {STEP_RULES}, got {step!r}")
+    step_size in pixel levels; ``options`` go to the objective). ``fgsm`` is one step of size eps
+    (``steps`` is ignored)."""
+    rule = build_step_rule(step)
     if step == "fgsm":
         steps, step_size = 1, None
     return IterativeAttack(
-        rules[step](),
-        build_objective(objective, tasks, target_task, task_weights),
+        rule,
+        build_objective(objective, tasks, target_task, task_weights, **options),
         tasks,
         eps=eps,
         steps=steps,
@@ -97,3 +144,28 @@ def build_attack(
         restarts=restarts,
         seed=seed,
     )
+
+
+def build_ensemble(
+    tasks: dict[str, Task],
+    *,
+    eps: float,
+    step: str = "apgd",
+    members: Mapping[str, tuple[str, dict]] | None = None,
+    criteria=CRITERIA,
+    criterion: str = "mean",
+    **loop,
+) -> Ensemble:
+    """The worst-case ensemble: ``members`` ``{name: (objective, options)}`` (default
+    :data:`DEFAULT_MEMBERS`: APGD with dgba, minmax, linf_mgda, total and single on every task),
+    every one with step rule ``step``, budget ``eps`` and the loop arguments ``loop`` (steps,
+    seed, ...)."""
+    attacks = {}
+    for name, (objective, options) in (members or DEFAULT_MEMBERS).items():
+        targets = list(tasks) if objective == "single" else [None]
+        for target in targets:
+            label = f"{name}({target})" if target else name
+            attacks[label] = build_attack(
+                objective, step, tasks, eps=eps, target_task=target, **loop, **options
+            )
+    return Ensemble(attacks, criteria, criterion)

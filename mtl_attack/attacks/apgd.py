@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from mtl_attack.attacks.steps import StepRule, per_sample
+from mtl_attack.attacks.steps import Carry, StepRule, per_sample
 
 
 def checkpoints(steps: int, p1: float = 0.22, decay: float = 0.03, floor: float = 0.06):
@@ -35,12 +35,23 @@ def checkpoints(steps: int, p1: float = 0.22, decay: float = 0.03, floor: float 
     return sorted({math.ceil(p * steps - 1e-9) for p in ps})
 
 
+def pick_carry(mask: torch.Tensor, new: Carry | None, old: Carry | None) -> Carry | None:
+    """Per sample, the new carry where ``mask`` (shape [B]) else the old one."""
+    if new is None or old is None:
+        return None
+    return {
+        group: {k: torch.where(per_sample(mask, v), v, old[group][k]) for k, v in values.items()}
+        for group, values in new.items()
+    }
+
+
 class AutoPGD(StepRule):
     """APGD step rule. Args: ``alpha`` (momentum weight a, 0.75), ``rho`` (0.75), and the
     step size factor ``initial_step`` (eta_0 = initial_step * eps, 2.0). The loop's step size
     argument is ignored: APGD sets its own."""
 
     name = "apgd"
+    needs_final = True  # the last iterate competes for the best point
 
     def __init__(self, alpha: float = 0.75, rho: float = 0.75, initial_step: float = 2.0):
         self.alpha, self.rho, self.initial_step = float(alpha), float(rho), float(initial_step)
@@ -55,17 +66,20 @@ class AutoPGD(StepRule):
             "increases": torch.zeros(batch, device=x_clean.device),
         }
 
-    def track(self, state, x, direction, score) -> None:
-        """Keep each sample's best point (strict increase) and count score increases."""
+    def track(self, state, x, direction, score, carry=None) -> None:
+        """Keep each sample's best point (strict increase, with its carry) and count score
+        increases."""
         if "best_score" not in state:
             state.update(best_x=x.clone(), best_dir=direction.clone(), best_score=score.clone())
             state.update(prev_score=score.clone(), best_at_checkpoint=score.clone())
+            state["best_carry"] = carry
             return
         better = score > state["best_score"]
         mask = per_sample(better, x)
         state["best_x"] = torch.where(mask, x, state["best_x"])
         state["best_dir"] = torch.where(mask, direction, state["best_dir"])
         state["best_score"] = torch.where(better, score, state["best_score"])
+        state["best_carry"] = pick_carry(better, carry, state["best_carry"])
         state["increases"] += (score > state["prev_score"]).float()
         state["prev_score"] = score.clone()
 
@@ -85,8 +99,8 @@ class AutoPGD(StepRule):
         state.update(increases=torch.zeros_like(state["increases"]), last_checkpoint=k)
         return x, direction
 
-    def update(self, state, x, direction, score, k):
-        self.track(state, x, direction, score)
+    def update(self, state, x, direction, score, k, carry=None):
+        self.track(state, x, direction, score, carry)
         if k == 0:
             state["prev_x"] = x
             return self.project(state, x + per_sample(state["eta"], x) * direction.sign())
@@ -98,11 +112,12 @@ class AutoPGD(StepRule):
         state["prev_x"] = x
         return x_next
 
-    def finish(self, state, x, score):
-        """Score the last iterate too, then return each sample's best point."""
+    def finish(self, state, x, score, carry=None):
+        """Score the last iterate too, then return each sample's best point (and its carry)."""
         better = score > state["best_score"]
         best_x = torch.where(per_sample(better, x), x, state["best_x"])
-        return best_x, torch.where(better, score, state["best_score"])
+        best_carry = pick_carry(better, carry, state["best_carry"])
+        return best_x, torch.where(better, score, state["best_score"]), best_carry
 
     def __repr__(self) -> str:
         return f"AutoPGD(alpha={self.alpha}, rho={self.rho}, initial_step={self.initial_step})"

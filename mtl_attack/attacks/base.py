@@ -7,18 +7,25 @@ eps-ball around the clean image and clipped to [0, 1].
 
 Shape: ``images`` (B, C, H, W) in [0, 1]; ``targets`` ``{task: (B, ...)}``; the model maps
 images to ``{task: prediction}``; the result has the shape of ``images``.
+
+Cost: ``steps`` x (forward + backward) per run, plus one forward pass at the result when its
+score, losses or predictions are asked for (:meth:`Attack.run`; the evaluation reads the
+adversarial metrics from it instead of running the model again). The clean losses come from
+step 0's forward pass when the run starts at the clean image, from the caller
+(``clean_losses``), or else from one clean forward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
 from mtl_attack.attacks.objectives import Objective
-from mtl_attack.attacks.steps import StepRule, per_sample
+from mtl_attack.attacks.steps import StepRule, per_sample, project
 from mtl_attack.tasks import Task
 
 Tensors = Mapping[str, torch.Tensor]
@@ -30,13 +37,54 @@ class AttackStats:
 
     samples: int = 0
     zero_gradient: int = 0  # samples whose first direction was exactly zero
-    not_raised: int = 0  # samples whose score at the result is not above the clean score
+    not_raised: int = 0  # scored samples whose score at the result is not above the clean score
     outside_budget: int = 0  # samples with ||adv - x||_inf > eps or a pixel outside [0, 1]
-    clean_score: float = 0.0  # sum over samples
-    adv_score: float = 0.0  # sum over samples
+    scored: int = 0  # samples whose result was scored (all of them, unless images-only PGD/MIM)
+    clean_score: float = 0.0  # sum over scored samples
+    adv_score: float = 0.0  # sum over scored samples
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class Outcome:
+    """An attack's result on one batch.
+
+    ``images`` (B, C, H, W), detached; ``score`` ``[B]`` (the objective's score at ``images``;
+    None when only the images were asked for); ``losses`` ``{task: [B]}`` and ``preds``
+    ``{task: prediction}`` at ``images`` (empty when only the images were asked for);
+    ``clean_losses`` ``{task: [B]}`` at the clean images. ``task_images`` is set instead of
+    ``images`` when each task's result comes from its own image (the ensemble's ``per_task``).
+    """
+
+    images: torch.Tensor | None
+    score: torch.Tensor | None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    preds: dict[str, torch.Tensor] = field(default_factory=dict)
+    clean_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    task_images: dict[str, torch.Tensor] | None = None
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode, parameters without ``requires_grad``, gradients on; everything restored."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # no parameter gradients: cheaper, and .grad stays as is
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def detached(tensors: Tensors) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in tensors.items()}
 
 
 class Attack:
@@ -44,7 +92,9 @@ class Attack:
 
     Owns the bookkeeping (torchattacks ``Attack.__call__``): the model runs in eval mode with its
     parameters frozen during the attack, and afterwards its mode, ``requires_grad`` flags and
-    ``.grad`` are as before; gradients are taken w.r.t. the input only.
+    ``.grad`` are as before; gradients are taken w.r.t. the input only. :meth:`run` returns the
+    whole :class:`Outcome`; :meth:`run_views` every result one run produces (an ensemble has one
+    per selection criterion), keyed by view name (``""`` for a plain attack).
     """
 
     def __init__(self, tasks: Mapping[str, Task], eps: float):
@@ -56,29 +106,50 @@ class Attack:
         self.stats = AttackStats()
 
     def __call__(self, model: nn.Module, images: torch.Tensor, targets: Tensors) -> torch.Tensor:
-        was_training = model.training
-        flags = [p.requires_grad for p in model.parameters()]
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)  # no parameter gradients: cheaper, and .grad stays as is
-        try:
-            with torch.enable_grad():
-                adv = self.perturb(model, images.detach(), targets)
-        finally:
-            for p, flag in zip(model.parameters(), flags):
-                p.requires_grad_(flag)
-            model.train(was_training)
-        return adv.detach()
+        return self.run(model, images, targets, outputs=False).images
 
-    def perturb(self, model: nn.Module, images: torch.Tensor, targets: Tensors) -> torch.Tensor:
+    def run(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        targets: Tensors,
+        clean_losses: Tensors | None = None,
+        outputs: bool = True,
+    ) -> Outcome:
+        """Attack one batch. ``clean_losses`` (per-sample, at ``images``) saves a forward pass
+        when the run does not start at the clean image; ``outputs=False`` asks for the images
+        only (no forward pass at the result unless the step rule needs its score)."""
+        with frozen(model):
+            return self.perturb(model, images.detach(), targets, clean_losses, outputs)
+
+    def run_views(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        targets: Tensors,
+        clean_losses: Tensors | None = None,
+    ) -> dict[str, Outcome]:
+        return {"": self.run(model, images, targets, clean_losses)}
+
+    def perturb(self, model, images, targets, clean_losses, outputs) -> Outcome:
         raise NotImplementedError
+
+    def view_stats(self) -> dict[str, AttackStats]:
+        """The sanity counters of every view :meth:`run_views` returns."""
+        return {"": self.stats}
+
+    def forward(
+        self, model: nn.Module, x: torch.Tensor, targets: Tensors
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Predictions and per-sample losses ``{task: [B]}`` of every task at ``x``."""
+        preds = model(x)
+        return preds, {t: task.loss(preds[t], targets[t]) for t, task in self.tasks.items()}
 
     def losses(
         self, model: nn.Module, x: torch.Tensor, targets: Tensors
     ) -> dict[str, torch.Tensor]:
         """Per-sample loss of every task at ``x``: ``{task: [B]}``."""
-        preds = model(x)
-        return {t: task.loss(preds[t], targets[t]) for t, task in self.tasks.items()}
+        return self.forward(model, x, targets)[1]
 
     def reset_stats(self) -> None:
         self.stats = AttackStats()
@@ -89,7 +160,7 @@ class IterativeAttack(Attack):
 
     Args:
         step_rule: how iterates move (SignStep = PGD, MomentumSign = MIM, AutoPGD = APGD).
-        objective: which direction and per-sample score (single, total, DGBA, SignSum).
+        objective: which direction and per-sample score (see ``conf/attack``).
         tasks: every task of the model (losses are computed for all of them).
         eps: budget in pixel levels.
         steps: iterations (10 in the reference code); 1 with step size eps is FGSM.
@@ -122,58 +193,81 @@ class IterativeAttack(Attack):
         self.step_size = (eps / steps if step_size is None else float(step_size)) / 255.0
         self.seed = int(seed)
 
-    def perturb(self, model, images, targets):
+    def perturb(self, model, images, targets, clean_losses, outputs):
         gen = torch.Generator().manual_seed(self.seed)  # a pure function of (seed, inputs)
-        with torch.no_grad():
-            clean_losses = self.losses(model, images, targets)
-            clean_score = self.objective.score(clean_losses, clean_losses)
-        best_x, best_score = None, None
+        scored = outputs or self.restarts > 1 or self.step_rule.needs_final
+        best = None
         for r in range(self.restarts):
-            start = images
+            start = None  # the clean image
             if self.random_start or r > 0:
                 noise = torch.rand(images.shape, generator=gen).to(images.device) * 2 - 1
-                start = self.step_rule.project(
-                    {"x_clean": images, "eps": self.eps},
-                    images + self.eps * noise.to(images.dtype),
-                )
-            x, score = self.run_once(model, images, targets, clean_losses, start)
-            if best_x is None:
-                best_x, best_score = x, score
-            else:
-                better = score > best_score
-                best_x = torch.where(per_sample(better, x), x, best_x)
-                best_score = torch.where(better, score, best_score)
-        self.record(images, best_x, clean_score, best_score)
-        return best_x
+                start = project(images + self.eps * noise.to(images.dtype), images, self.eps)
+            run = self.run_once(model, images, targets, clean_losses, start, scored, outputs)
+            clean_losses = run.clean_losses
+            best = run if best is None else better_of(best, run)
+        self.record(images, best)
+        return best
 
-    def run_once(self, model, images, targets, clean_losses, start):
-        state = self.step_rule.init(images, start, self.eps, self.step_size, self.steps)
-        x = start
+    def run_once(self, model, images, targets, clean_losses, start, scored, outputs) -> Outcome:
+        """One run from ``start`` (None: the clean image). ``scored``: run the forward pass at
+        the result; ``outputs``: also keep the losses and predictions at the result."""
+        x = images if start is None else start
+        state = self.step_rule.init(images, x, self.eps, self.step_size, self.steps)
         for k in range(self.steps):
             x = x.detach().requires_grad_(True)
-            losses = self.losses(model, x, targets)
-            direction = self.objective.direction(losses, x).detach()
+            preds, losses = self.forward(model, x, targets)
+            if k == 0:
+                clean_losses = self.begin(
+                    model, images, targets, clean_losses, start, preds, losses
+                )
+            direction = self.objective.direction(losses, x, preds).detach()
             if k == 0:
                 self.stats.zero_gradient += int(
                     (direction.flatten(1).abs().amax(dim=1) == 0).sum()
                 )
-            score = self.objective.score({t: v.detach() for t, v in losses.items()}, clean_losses)
-            x = self.step_rule.update(state, x.detach(), direction, score, k)
+            losses = detached(losses)
+            score = self.objective.score(losses, clean_losses)
+            carry = {"losses": losses, "preds": detached(preds)} if outputs else None
+            x = self.step_rule.update(state, x.detach(), direction, score, k, carry)
+        if not scored:
+            return Outcome(x.detach(), None, clean_losses=clean_losses)
         with torch.no_grad():
-            final = self.objective.score(self.losses(model, x, targets), clean_losses)
-        return self.step_rule.finish(state, x.detach(), final)
+            preds, losses = self.forward(model, x, targets)
+        final = self.objective.score(losses, clean_losses)
+        carry = {"losses": losses, "preds": preds} if outputs else None
+        x, score, carry = self.step_rule.finish(state, x.detach(), final, carry)
+        carry = carry or {}
+        return Outcome(x, score, carry.get("losses", {}), carry.get("preds", {}), clean_losses)
 
-    def record(self, images, adv, clean_score, adv_score) -> None:
+    def begin(self, model, images, targets, clean_losses, start, preds, losses):
+        """Clean losses (from step 0 when it is the clean image, else the caller's or one clean
+        forward pass), and the objective's ``start`` with them. Returns the clean losses."""
+        clean_preds = detached(preds) if start is None else None
+        if start is None and clean_losses is None:
+            clean_losses = detached(losses)
+        needs_preds = self.objective.needs_predictions and clean_preds is None
+        if clean_losses is None or needs_preds:
+            with torch.no_grad():
+                clean_preds, fresh = self.forward(model, images, targets)
+            clean_losses = fresh if clean_losses is None else clean_losses
+        self.objective.start(clean_losses, clean_preds, targets)
+        return clean_losses
+
+    def record(self, images: torch.Tensor, outcome: Outcome) -> None:
+        adv = outcome.images
         linf = (adv - images).flatten(1).abs().amax(dim=1)
         outside = (
             (linf > self.eps + 1e-6) | (adv.flatten(1).amin(1) < 0) | (adv.flatten(1).amax(1) > 1)
         )
         s = self.stats
         s.samples += images.shape[0]
-        s.not_raised += int((adv_score <= clean_score).sum())
         s.outside_budget += int(outside.sum())
-        s.clean_score += float(clean_score.sum())
-        s.adv_score += float(adv_score.sum())
+        if outcome.score is not None:
+            clean_score = self.objective.score(outcome.clean_losses, outcome.clean_losses)
+            s.scored += images.shape[0]
+            s.not_raised += int((outcome.score <= clean_score).sum())
+            s.clean_score += float(clean_score.sum())
+            s.adv_score += float(outcome.score.sum())
 
     def __repr__(self) -> str:
         return (
@@ -181,3 +275,20 @@ class IterativeAttack(Attack):
             f", steps={self.steps}, random_start={self.random_start}, "
             f"restarts={self.restarts})"
         )
+
+
+def better_of(a: Outcome, b: Outcome) -> Outcome:
+    """Per sample, the outcome with the higher score (``a`` on ties)."""
+    better = b.score > a.score
+    return Outcome(
+        torch.where(per_sample(better, a.images), b.images, a.images),
+        torch.where(better, b.score, a.score),
+        pick(better, b.losses, a.losses),
+        pick(better, b.preds, a.preds),
+        a.clean_losses,
+    )
+
+
+def pick(mask: torch.Tensor, yes: Tensors, no: Tensors) -> dict[str, torch.Tensor]:
+    """Per sample, ``yes[t]`` where ``mask`` else ``no[t]``. Shape: mask [B]."""
+    return {t: torch.where(per_sample(mask, no[t]), yes[t], no[t]) for t in no}

@@ -3,11 +3,18 @@
 Every objective receives the per-sample, per-task losses ``losses[t]`` (shape ``[B]``, still
 attached to the autograd graph of the input ``x``) and returns
 
-- ``direction(losses, x)``: the ascent direction w.r.t. the input, shape ``(B, C, H, W)``;
-  the step rule only looks at its sign (PGD, APGD) or its L1-normalized value (MIM);
+- ``direction(losses, x, preds)``: the ascent direction w.r.t. the input, shape
+  ``(B, C, H, W)``; the step rule only looks at its sign (PGD, APGD) or its L1-normalized value
+  (MIM). ``preds`` (the model's outputs at ``x``) serve objectives that read the predictions;
 - ``score(losses, clean_losses)``: the per-sample scalar the attack maximizes, shape ``[B]``
   (APGD tracks it to keep each sample's best point; the sanity checks compare it with the clean
-  input's score).
+  input's score). It is a FIXED function of the losses, never a weighted loss whose weights
+  move during the run, so that APGD's "best point" and "score increased" compare like with like.
+
+``start(clean_losses, clean_preds, targets)`` is called at the start of every run (each batch,
+each restart) before the first ``direction``: stateful objectives (min-max weights, cyclic step
+counters, EMA buffers) reset their per-sample state there, so nothing leaks across batches,
+restarts or calls. ``clean_preds`` is given when ``needs_predictions`` is true.
 
 Threat model and formulas: method.md section 3, after Zhang et al., "Attacking All Tasks at Once
 Using Adversarial Examples in Multi-Task Learning" (arXiv 2305.12066).
@@ -23,6 +30,7 @@ import torch
 from mtl_attack.tasks import Task
 
 Losses = Mapping[str, torch.Tensor]
+Preds = Mapping[str, torch.Tensor]
 
 
 def input_gradient(objective: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -33,17 +41,33 @@ def input_gradient(objective: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class Objective(ABC):
-    """Base: holds the task names the objective reads (``tasks``, in model order)."""
+    """Base: holds the task names the objective reads (``tasks``, in model order).
+
+    ``needs_predictions``: whether ``start`` and ``direction`` need the model's predictions
+    (the attack then passes the clean predictions, running a clean forward pass if needed).
+    """
 
     name: str = "objective"
+    needs_predictions: bool = False
 
     def __init__(self, tasks: Mapping[str, Task] | list[str]):
         self.task_names = list(tasks)
         if not self.task_names:
             raise ValueError("an attack objective needs at least one task")
 
+    def start(
+        self,
+        clean_losses: Losses,
+        clean_preds: Preds | None = None,
+        targets: Preds | None = None,
+    ) -> None:
+        """Reset per-sample state for a new run on this batch (stateless objectives: none)."""
+        return None
+
     @abstractmethod
-    def direction(self, losses: Losses, x: torch.Tensor) -> torch.Tensor: ...
+    def direction(
+        self, losses: Losses, x: torch.Tensor, preds: Preds | None = None
+    ) -> torch.Tensor: ...
 
     @abstractmethod
     def score(self, losses: Losses, clean_losses: Losses) -> torch.Tensor: ...
@@ -70,7 +94,7 @@ class SingleTask(Objective):
         super().__init__([task])
         self.task = task
 
-    def direction(self, losses: Losses, x: torch.Tensor) -> torch.Tensor:
+    def direction(self, losses: Losses, x: torch.Tensor, preds: Preds | None = None):
         return input_gradient(losses[self.task], x)
 
     def score(self, losses: Losses, clean_losses: Losses) -> torch.Tensor:
@@ -97,16 +121,27 @@ class TotalLoss(Objective):
     def weighted(self, losses: Losses) -> torch.Tensor:
         return sum(w * losses[t] for w, t in zip(self.weights, self.task_names))
 
-    def direction(self, losses: Losses, x: torch.Tensor) -> torch.Tensor:
+    def direction(self, losses: Losses, x: torch.Tensor, preds: Preds | None = None):
         return input_gradient(self.weighted(losses), x)
 
     def score(self, losses: Losses, clean_losses: Losses) -> torch.Tensor:
         return self.weighted(losses).detach()
 
 
+def task_changes(losses: torch.Tensor, clean: torch.Tensor, min_loss: float) -> torch.Tensor:
+    """Relative loss change of every task ``(L_t - Lc_t) / Lc_t``. Shape (B, T) -> (B, T)."""
+    return (losses - clean) / clean.clamp_min(min_loss)
+
+
 def relative_change(losses: torch.Tensor, clean: torch.Tensor, min_loss: float) -> torch.Tensor:
     """Averaged relative loss change ``(1/T) sum_t (L_t - Lc_t) / Lc_t``. Shape (B, T) -> (B,)."""
-    return ((losses - clean) / clean.clamp_min(min_loss)).mean(dim=1)
+    return task_changes(losses, clean, min_loss).mean(dim=1)
+
+
+def least_change(losses: torch.Tensor, clean: torch.Tensor, min_loss: float) -> torch.Tensor:
+    """The least relative loss change over tasks ``min_t (L_t - Lc_t) / Lc_t`` (the worst-case
+    objectives' score: did every task's loss rise?). Shape (B, T) -> (B,)."""
+    return task_changes(losses, clean, min_loss).amin(dim=1)
 
 
 class DynamicGradientBalancing(Objective):
@@ -125,7 +160,7 @@ class DynamicGradientBalancing(Objective):
         super().__init__(tasks)
         self.min_loss = float(min_loss)
 
-    def direction(self, losses: Losses, x: torch.Tensor) -> torch.Tensor:
+    def direction(self, losses: Losses, x: torch.Tensor, preds: Preds | None = None):
         log_sum = self.stack(losses).clamp_min(self.min_loss).log().sum(dim=1)  # (B,)
         return input_gradient(log_sum, x)
 
@@ -133,6 +168,34 @@ class DynamicGradientBalancing(Objective):
         return relative_change(
             self.stack(losses).detach(), self.stack(clean_losses), self.min_loss
         )
+
+
+class TaskGradients:
+    """The T per-task input gradients from one forward pass: one batched backward
+    (``is_grads_batched``, i.e. vmap over the graph) when every op supports it, otherwise T
+    backward passes that reuse the graph (the fallback is kept for good after one failure)."""
+
+    def __init__(self, task_names: list[str], batched: bool = True):
+        self.task_names = list(task_names)
+        self.batched = batched
+
+    def __call__(self, losses: Losses, x: torch.Tensor) -> torch.Tensor:
+        """Shape: ``{task: [B]}``, (B, C, H, W) -> (T, B, C, H, W)."""
+        stacked = torch.stack([losses[t].sum() for t in self.task_names])  # (T,) batch sums
+        eye = torch.eye(len(self.task_names), dtype=stacked.dtype, device=stacked.device)
+        if self.batched:
+            try:
+                (grads,) = torch.autograd.grad(
+                    stacked, x, eye, retain_graph=True, is_grads_batched=True
+                )
+                return grads
+            except RuntimeError:  # an op without a batching rule: fall back for good
+                self.batched = False
+        grads = [
+            torch.autograd.grad(stacked[i], x, retain_graph=i + 1 < len(self.task_names))[0]
+            for i in range(len(self.task_names))
+        ]
+        return torch.stack(grads)
 
 
 class SignSum(Objective):
@@ -151,27 +214,13 @@ class SignSum(Objective):
     ):
         super().__init__(tasks)
         self.min_loss = float(min_loss)
-        self.batched = batched
+        self.gradients = TaskGradients(self.task_names, batched)
 
     def task_gradients(self, losses: Losses, x: torch.Tensor) -> torch.Tensor:
         """Per-task input gradients. Shape: (T, B, C, H, W)."""
-        stacked = self.stack(losses).sum(dim=0)  # (T,): batch sums, one output per task
-        eye = torch.eye(len(self.task_names), dtype=stacked.dtype, device=stacked.device)
-        if self.batched:
-            try:
-                (grads,) = torch.autograd.grad(
-                    stacked, x, eye, retain_graph=True, is_grads_batched=True
-                )
-                return grads
-            except RuntimeError:  # an op without a batching rule: fall back for good
-                self.batched = False
-        grads = [
-            torch.autograd.grad(stacked[i], x, retain_graph=i + 1 < len(self.task_names))[0]
-            for i in range(len(self.task_names))
-        ]
-        return torch.stack(grads)
+        return self.gradients(losses, x)
 
-    def direction(self, losses: Losses, x: torch.Tensor) -> torch.Tensor:
+    def direction(self, losses: Losses, x: torch.Tensor, preds: Preds | None = None):
         return self.task_gradients(losses, x).sign().sum(dim=0)
 
     def score(self, losses: Losses, clean_losses: Losses) -> torch.Tensor:

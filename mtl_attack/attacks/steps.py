@@ -2,8 +2,11 @@
 
 A step rule implements ``init`` (its state for one run), ``update`` (the next iterate, already
 projected) and ``project`` (onto the eps-ball around the clean image and into [0, 1]); ``finish``
-picks what the run returns. The attack loop lives in :class:`~mtl_attack.attacks.base.
-IterativeAttack`; FGSM is that loop with one step of size eps (conf/attack/step/fgsm.yaml).
+picks what the run returns. ``carry`` is an optional dict of per-sample tensors (the losses and
+predictions at the iterate) that travels with the returned point, so that nobody has to run the
+model on it again; ``needs_final`` says whether ``finish`` needs the last iterate's score.
+The attack loop lives in :class:`~mtl_attack.attacks.base.IterativeAttack`; FGSM is that
+loop with one step of size eps (conf/attack/step/fgsm.yaml).
 
 Every tensor is batched: per-sample quantities have shape ``[B]``; images ``(B, C, H, W)``.
 eps and step sizes arrive in [0, 1] image units (pixel levels / 255).
@@ -16,6 +19,7 @@ from typing import Any
 import torch
 
 State = dict[str, Any]
+Carry = dict[str, dict[str, torch.Tensor]]  # e.g. {"losses": {task: [B]}, "preds": {...}}
 
 
 def project(x: torch.Tensor, x_clean: torch.Tensor, eps: float) -> torch.Tensor:
@@ -32,6 +36,7 @@ class StepRule:
     """Base step rule: holds the budget, projects, and returns the last iterate."""
 
     name = "step"
+    needs_final = False  # the last iterate is returned whatever its score
 
     def init(
         self,
@@ -44,7 +49,13 @@ class StepRule:
         return {"x_clean": x_clean, "eps": eps, "step_size": step_size, "steps": steps}
 
     def update(
-        self, state: State, x: torch.Tensor, direction: torch.Tensor, score: torch.Tensor, k: int
+        self,
+        state: State,
+        x: torch.Tensor,
+        direction: torch.Tensor,
+        score: torch.Tensor,
+        k: int,
+        carry: Carry | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -52,10 +63,11 @@ class StepRule:
         return project(x, state["x_clean"], state["eps"])
 
     def finish(
-        self, state: State, x: torch.Tensor, score: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the run returns: ``(images, per-sample score)``; here the last iterate."""
-        return x, score
+        self, state: State, x: torch.Tensor, score: torch.Tensor, carry: Carry | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Carry | None]:
+        """What the run returns: ``(images, per-sample score, carry)``; here the last iterate
+        with the carry of the last iterate."""
+        return x, score, carry
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -68,7 +80,7 @@ class SignStep(StepRule):
 
     name = "pgd"
 
-    def update(self, state, x, direction, score, k):
+    def update(self, state, x, direction, score, k, carry=None):
         return self.project(state, x + state["step_size"] * direction.sign())
 
 
@@ -90,7 +102,7 @@ class MomentumSign(StepRule):
             "g": torch.zeros_like(x_clean)
         }
 
-    def update(self, state, x, direction, score, k):
+    def update(self, state, x, direction, score, k, carry=None):
         l1 = direction.abs().flatten(1).sum(dim=1).clamp_min(1e-12)  # (B,)
         state["g"] = self.momentum * state["g"] + direction / per_sample(l1, direction)
         return self.project(state, x + state["step_size"] * state["g"].sign())
