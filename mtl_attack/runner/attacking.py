@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from mtl_attack.evaluation import evaluate_attack, flatten, metric_key, transfer_matrices
+from mtl_attack.evaluation import evaluate_attack, transfer_matrices
+from mtl_attack.evaluation.keys import (
+    ATTACK_TABLE,
+    EPS,
+    attack_key,
+    attack_name,
+    attack_record,
+    curve_key,
+    transfer_key,
+    vs_eps_key,
+)
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.build import build_attacks, log
 from mtl_attack.utils.distributed import from_main, is_main
@@ -13,14 +23,9 @@ from mtl_attack.utils.distributed import from_main, is_main
 def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> None:
     """Scalars per attack, per-task metrics against eps as curves, transfer matrices."""
     for e in entries:
-        prefix = metric_key(
-            "attack", e["objective"], e["target_task"], e["step"], f"eps{e['eps']}"
-        )
-        scalars = {k: e[k] for k in ("avg_degradation", "min_degradation", "avg_loss_increase")}
-        logger.log(flatten(scalars | {"tasks": e["tasks"]}, prefix))
+        logger.log(attack_record(e, attack_key(e)))
         # the same numbers on an eps x-axis (W&B define_metric: vs_eps/* against eps)
-        curve = metric_key("vs_eps", e["objective"], e["target_task"], e["step"])
-        logger.log({"eps": e["eps"]} | flatten(scalars | {"tasks": e["tasks"]}, curve))
+        logger.log({EPS: e["eps"]} | attack_record(e, vs_eps_key(e)))
     rows = [
         [e["objective"], e["step"], e["eps"], e["target_task"] or "", t, m, v]
         for e in entries
@@ -28,21 +33,20 @@ def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> No
         for m, v in ms.items()
     ]
     logger.table(
-        "attack/metrics", ["objective", "step", "eps", "target", "task", "metric", "value"], rows
+        ATTACK_TABLE, ["objective", "step", "eps", "target", "task", "metric", "value"], rows
     )
     for task, metric in {(r[4], r[5]) for r in rows}:
         curves: dict[str, list[float]] = {}
         for e in entries:
-            name = metric_key(e["objective"], e["target_task"], e["step"])
-            curves.setdefault(name, []).append(e["tasks"][task][metric])
+            curves.setdefault(attack_name(e), []).append(e["tasks"][task][metric])
         xs = sorted({e["eps"] for e in entries})
         if len(xs) > 1 and all(len(c) == len(xs) for c in curves.values()):
-            logger.lines(metric_key("attack/curves", task, metric), xs, curves, "eps")
+            logger.lines(curve_key(task, metric), xs, curves, EPS)
     for m in transfer:
         names = list(m["matrix"])
         cols = list(next(iter(m["matrix"].values())))
         logger.heatmap(
-            metric_key("attack/transfer", m["step"], f"eps{m['eps']}"),
+            transfer_key(m["step"], m["eps"]),
             [[m["matrix"][r][c] for c in cols] for r in names],
             names,
             cols,
@@ -56,7 +60,7 @@ def format_attacks(entries: list[dict]) -> str:
         f" {'sec':>6}  flags"
     ]
     for e in entries:
-        name = metric_key(e["objective"], e["target_task"], e["step"])
+        name = attack_name(e)
         lines.append(
             f"{name:<34} {e['eps']:>4} {e['avg_degradation']:>9.4f} "
             f"{e['min_degradation']:>9.4f} {e['avg_loss_increase']:>9.4f} "

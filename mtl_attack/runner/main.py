@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from mtl_attack.cache import CheckpointCache, ResultCache
 from mtl_attack.data import DatasetSource
 from mtl_attack.defense import TrainCheckpoint
-from mtl_attack.evaluation import evaluate, flatten
+from mtl_attack.evaluation import evaluate
+from mtl_attack.evaluation.keys import metrics_record, run_summary
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.attacking import attack_model
 from mtl_attack.runner.build import build_model, loaders, log, model_stats, weight_spec
@@ -154,8 +155,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             write_json(run_dir / "results.json", results)
             title = f"clean metrics ({data.name}, {len(test_loader.dataset)} images)"
             print(format_table(clean, title))
-        logger.summary(flatten({"clean": clean}) | flatten({"model": results["model"]}))
-        logger.log(flatten({"clean": clean}))
+        logger.summary(run_summary(results))
+        logger.log(metrics_record(clean))
         exit_code = 0
         return results
     finally:

@@ -8,7 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mtl_attack.defense import TrainCheckpoint, fit
-from mtl_attack.evaluation import evaluate, flatten, metric_key
+from mtl_attack.evaluation import evaluate
+from mtl_attack.evaluation.keys import EPOCH, TRAIN_STEP, metrics_record, train_loss_key, val_key
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.build import build_defense, log
 from mtl_attack.tasks import Task
@@ -21,11 +22,11 @@ def validation_hook(cfg, model, tasks, val_loader, device, logger: Logger):
     every = int(cfg.train.get("val_every", 1))
 
     def hook(epoch: int, step: int, losses: dict[str, float]) -> None:
-        record = {metric_key("train", t, "loss"): v for t, v in losses.items()}
-        record |= {"epoch": epoch + 1, "train/step": step}
+        record = {train_loss_key(t): v for t, v in losses.items()}
+        record |= {EPOCH: epoch + 1, TRAIN_STEP: step}
         if val_loader is not None and every and (epoch + 1) % every == 0:
             val = evaluate(model, tasks, val_loader, device, progress=False, desc="validate")
-            record |= flatten({"val": val})
+            record |= metrics_record(val, val_key)
         logger.log(record)
         log.info(
             "epoch %d/%d  %s",
