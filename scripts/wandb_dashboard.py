@@ -51,15 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from mtl_attack.dashboard import build, publish, server_problem
 
+        problem = None if args.dry_run else server_problem()  # fail fast, before any work
+        if problem:
+            return fail(f"{problem}; {DRY_RUN}")
         board = build(args.entity, args.project, results, args.group, args.sweep)
     except (ImportError, OSError, ValueError) as err:
         return fail(str(err) if isinstance(err, ImportError) else one_line(err))
     if args.dry_run:
         print(json.dumps(board.to_json(), indent=1))
         return 0
-    problem = server_problem()
-    if problem:
-        return fail(f"{problem}; {DRY_RUN}")
     try:
         urls = publish(board)
     except Exception as err:  # whatever the server answered, as one line
