@@ -155,7 +155,7 @@ def test_strongest_summary_is_the_largest_degradation_per_eps(sweep):
             Line("typo", "eps", ("vs_eps/dgba/pgd/avg_degradaton",)),
             ("history", "vs_eps/dgba/pgd/avg_degradaton"),
         ),
-        (Parallel("renamed", (("config", "sharing.idx"),)), ("config", "sharing.idx")),
+        (Parallel("renamed", (("config", "sharing.idx", "layout"),)), ("config", "sharing.idx")),
         (
             Media("no such matrix", (transfer_key("pgd", 8, HEATMAP_IMAGE),)),
             ("media", transfer_key("pgd", 8, HEATMAP_IMAGE)),

@@ -57,10 +57,11 @@ class Scatter:
 
 @dataclass(frozen=True)
 class Parallel:
-    """Parallel coordinates, one line per run; columns ``(kind, key)``, kind config|summary."""
+    """Parallel coordinates, one line per run; columns ``(kind, key, label)``, kind
+    ``config`` or ``summary``."""
 
     title: str
-    columns: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,10 @@ def sharing_tradeoff(cat: Catalog) -> Section:
             panels.append(
                 Scatter(f"clean {task} {metric}", SHARING_DEGREE, clean_key(task, metric))
             )
-    columns = [("config", k) for k in (LAYOUT_INDEX,) if k in cat.config]
-    columns.append(("summary", SHARING_DEGREE))
-    columns += [("config", k) for k in (ATTACK,) if k in cat.config]
-    columns += [("summary", strongest_key(eps)) for eps in cat.eps]
+    columns = [("config", LAYOUT_INDEX, "layout index")] if LAYOUT_INDEX in cat.config else []
+    columns.append(("summary", SHARING_DEGREE, "sharing degree"))
+    columns += [("config", ATTACK, "attack")] if ATTACK in cat.config else []
+    columns += [("summary", strongest_key(k), f"degradation at eps {k}") for k in cat.eps]
     title = "layout index / sharing degree / attack / eps -> degradation (strongest attack)"
     panels.append(Parallel(title, tuple(columns)))
     return Section(SECTIONS[1], panels)

@@ -59,10 +59,10 @@ def wandb_panel(panel):
         return wr.ScatterPlot(title=panel.title, x=x, y=y)
     if isinstance(panel, Parallel):
         columns = [
-            flat_config_column()(metric=wr.Config(key), display_name=key)
+            flat_config_column()(metric=wr.Config(key), display_name=label)
             if kind == "config"
-            else wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(key), display_name=key)
-            for kind, key in panel.columns
+            else wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(key), display_name=label)
+            for kind, key, label in panel.columns
         ]
         return wr.ParallelCoordinatesPlot(title=panel.title, columns=columns)
     if isinstance(panel, Media):
