@@ -67,7 +67,10 @@ class Dashboard:
 def the_group(runs: list[dict[str, Any]], where: str) -> str:
     groups = sorted({str(run_group(r)) for r in runs})
     if len(groups) != 1 or groups == ["None"]:
-        raise ValueError(f"the runs under {where} belong to W&B groups {groups}: pass --group G")
+        raise ValueError(
+            f"the runs under {where} belong to W&B groups {groups}, not one: "
+            "name the sweep with --group G (its runs are looked up under --results)"
+        )
     return groups[0]
 
 
