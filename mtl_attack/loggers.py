@@ -142,8 +142,8 @@ class WandbLogger(Logger):
             return
         import wandb
 
-        table = [[r, *v] for r, v in zip(rows, values)]
-        table = wandb.Table(columns=["row", *columns], data=table)
+        cells = [[r, *v] for r, v in zip(rows, values)]
+        table = wandb.Table(columns=["row", *columns], data=cells)
         self.run.log({metric_key(key, HEATMAP_TABLE): table})
         fig = render_heatmap(values, rows, columns, title)
         self.run.log({metric_key(key, HEATMAP_IMAGE): wandb.Image(fig)})
@@ -160,7 +160,7 @@ class WandbLogger(Logger):
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:
-            entity = self.entity or self.run.entity
+            entity = self.entity or (self.run.entity if self.dashboard else None)
             self.run.finish(exit_code=exit_code)
             self.run = None
             if self.dashboard and exit_code == 0:
@@ -172,8 +172,11 @@ class WandbLogger(Logger):
             f"python scripts/wandb_dashboard.py --entity {entity or 'ENTITY'} "
             f"--project {self.project} --results {self.dashboard_from or 'outputs'}"
         )
-        if self.mode != "online":
-            log.info("W&B dashboard skipped (%s run); after `wandb sync`: %s", self.mode, command)
+        if self.mode == "disabled":
+            log.info("W&B dashboard skipped (logger.mode=disabled: nothing was logged)")
+            return
+        if self.mode == "offline":
+            log.info("W&B dashboard skipped (offline run); after `wandb sync`: %s", command)
             return
         from mtl_attack.dashboard import publish_workspace
 
