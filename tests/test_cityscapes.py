@@ -16,6 +16,7 @@ from PIL import Image
 from mtl_attack.data.cityscapes import Cityscapes
 from mtl_attack.data.convert.cli import main_cityscapes
 from mtl_attack.data.schema import DatasetFileError, read_attrs
+from mtl_attack.data.transforms import Resize, ScaleCropFlip
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = {"train": {"aachen": 2, "bochum": 1}, "val": {"frankfurt": 2}}
@@ -263,3 +264,19 @@ def test_real_size_frames_to_the_libmtl_size(tmp_path):
         assert f["depth_zbuffer"][0, 0, 0] == pytest.approx(0.21 * 2250.0 / 10.0)
     with h5py.File(tmp_path / "disp" / "test.h5", "r") as f:
         assert f["depth_zbuffer"][0, 0, 0] == pytest.approx(10.0 * 256 / 2048)
+
+
+def test_rectangular_crop_pads_bottom_right_with_invalid_markers():
+    image = np.full((20, 40, 3), 7, np.uint8)
+    targets = {
+        "segment_semantic": np.ones((20, 40), np.uint8),
+        "depth_zbuffer": np.full((20, 40), 3.0, np.float32),
+    }
+    out_image, out = ScaleCropFlip((32, 64), scale=(1.0, 1.0), flip=False)(image, targets)
+    assert out_image.shape == (32, 64, 3) and out["depth_zbuffer"].shape == (32, 64)
+    np.testing.assert_array_equal(out_image[:20, :40], image)
+    seg, depth = out["segment_semantic"], out["depth_zbuffer"]
+    assert (seg[:20, :40] == 1).all() and (seg[20:] == 255).all() and (seg[:, 40:] == 255).all()
+    assert (depth[:20, :40] == 3).all() and (depth[20:] == 0).all() and (depth[:, 40:] == 0).all()
+    resized_image, resized = Resize((10, 20))(image, targets)
+    assert resized_image.shape == (10, 20, 3) and resized["segment_semantic"].shape == (10, 20)
