@@ -107,6 +107,21 @@ def decode_frame(root: Path, folder: str, city: str, stem: str, options: dict) -
     return resize_image(image, out_h, out_w), targets
 
 
+def all_frames(root: Path) -> tuple[dict[str, list[tuple[str, str]]], list[Path]]:
+    """Frames of every output split and all their files; raises naming the first missing
+    file of any frame (before anything is decoded)."""
+    entries, files = {}, []
+    for split, folder in SPLITS.items():
+        entries[split] = frames(root, folder)
+        for city, stem in entries[split]:
+            paths = [frame_path(root, kind, folder, city, stem) for kind in SUFFIX]
+            for kind, path in zip(SUFFIX, paths):
+                if not path.is_file():
+                    raise DatasetFileError(f"missing file {path}: {ORIGIN[kind]}")
+            files += paths
+    return entries, files
+
+
 def raw_plans(
     root: str | Path,
     classes: int = 19,
@@ -128,15 +143,7 @@ def raw_plans(
     if max_depth is not None and (target != "depth" or max_depth <= 0):
         raise ValueError("--max-depth needs --target depth and a positive number of metres")
     options = {"size": size, "target": target, "max_depth": max_depth, "lut": label_lut(classes)}
-    entries, files = {}, []
-    for split, folder in SPLITS.items():
-        entries[split] = frames(root, folder)
-        for city, stem in entries[split]:
-            paths = [frame_path(root, kind, folder, city, stem) for kind in SUFFIX]
-            for kind, p in zip(SUFFIX, paths):
-                if not p.is_file():
-                    raise DatasetFileError(f"missing file {p}: {ORIGIN[kind]}")
-            files += paths
+    entries, files = all_frames(root)
 
     def items(folder: str, rows) -> Iterator:
         for city, stem in rows:
