@@ -106,7 +106,12 @@ def build_objective(
 
 
 def build_step_rule(step: str) -> StepRule:
-    rules = {"fgsm": SignStep, "pgd": SignStep, "mim": MomentumSign, "apgd": AutoPGD}
+    rules = {
+        "fgsm": lambda: SignStep("fgsm"),
+        "pgd": SignStep,
+        "mim": MomentumSign,
+        "apgd": AutoPGD,
+    }
     if step not in rules:
         raise ValueError(f"attack step rule must be one of {STEP_RULES}, got {step!r}")
     return rules[step]()
