@@ -30,8 +30,8 @@ RULE_ORDER = ["fgsm", "pgd", "mim", "apgd"]
 
 
 def row_name(r: Result, several_models: bool) -> str:
-    target = r.entry.get("target_task")
-    name = f"single({target})" if r.entry["objective"] == "single" else r.entry["objective"]
+    target = r.entry.get("target_task") or r.entry.get("variant")
+    name = r.entry["objective"] + (f"({target})" if target else "")
     name = (f"{r.model}: " if several_models else "") + name
     return name + (f" [{r.setting}]" if r.setting else "")
 

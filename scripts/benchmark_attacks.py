@@ -5,6 +5,9 @@ batches of 100 like the default ``eval.batch_size``) and ``deeplab`` (``backbone
 DeepLab-ResNet-34 with per-task ASPP heads, all shared, at NYUv2's 288x384).
 ``dgba-slow`` is DGBA the reference code's way: one backward pass per task; ``signsum-loop`` is
 SignSum with T backward passes instead of one batched (``is_grads_batched``) backward.
+``aggregate:<aggregator>`` is ``attack=aggregate`` with that aggregator; ``minmax:metric`` is
+``minmax`` with ``weights_from=metric``. Column ``x signsum`` compares with SignSum's step (the
+aggregators take the same T gradients).
 
 A step's cost is ``(t(steps=hi) - t(steps=lo)) / (hi - lo)`` (the median over ``--repeats``),
 which cancels the clean and final forward passes every attack makes once. ``t`` is the process
@@ -13,6 +16,9 @@ time mostly measures the neighbours. ``img/s`` is for a full ``hi``-step attack 
 
     python scripts/benchmark_attacks.py                      # tiny model, all combinations
     python scripts/benchmark_attacks.py --models deeplab --steps 1 2 --repeats 1 --batch 1
+    python scripts/benchmark_attacks.py --rules pgd apgd --objectives total relative cyclic \
+        minmax minmax:metric signsum aggregate:mgda aggregate:linf_mgda aggregate:pcgrad \
+        aggregate:dbmtl aggregate:imtl --repeats 5
 """
 
 from __future__ import annotations
@@ -85,7 +91,17 @@ def timed(attack, model, images, targets) -> float:
 
 def make_attack(objective: str, rule: str, tasks, steps: int):
     base = {"dgba-slow": "total", "signsum-loop": "total"}.get(objective, objective)
-    attack = build_attack(base, rule, tasks, eps=4, steps=steps, target_task="depth_zbuffer")
+    base, _, variant = base.partition(":")
+    options = {"aggregate": {"aggregator": variant}, "minmax": {"weights_from": variant}}
+    attack = build_attack(
+        base,
+        rule,
+        tasks,
+        eps=4,
+        steps=steps,
+        target_task="depth_zbuffer",
+        **(options.get(base, {}) if variant else {}),
+    )
     if objective == "dgba-slow":
         attack.objective = SlowDGBA(tasks)
     if objective == "signsum-loop":
@@ -131,8 +147,8 @@ def main() -> None:
         f"step cost from {lo} vs {hi} steps, median of {args.repeats}"
     )
     print(
-        f"{'model':<8} {'size':<8} {'objective':<12} {'rule':<5} {'ms/step':>9} "
-        f"{'x total':>8} {'x pgd':>6} {'img/s':>8}"
+        f"{'model':<8} {'size':<8} {'objective':<19} {'rule':<5} {'ms/step':>9} "
+        f"{'x total':>8} {'x signsum':>9} {'x pgd':>6} {'img/s':>8}"
     )
     for name in args.models:
         torch.manual_seed(0)
@@ -142,10 +158,11 @@ def main() -> None:
         costs = step_costs(combos, tasks, model, images, targets, lo, hi, args.repeats)
         for (objective, rule), (step, full) in costs.items():
             vs_total = step / costs.get(("total", rule), (step,))[0]
+            vs_signsum = step / costs.get(("signsum", rule), (step,))[0]
             vs_pgd = step / costs.get((objective, "pgd"), (step,))[0]
             print(
-                f"{name:<8} {size[0]}x{size[1]:<5} {objective:<12} {rule:<5} "
-                f"{1000 * step:>9.1f} {vs_total:>8.2f} {vs_pgd:>6.2f} "
+                f"{name:<8} {size[0]}x{size[1]:<5} {objective:<19} {rule:<5} "
+                f"{1000 * step:>9.1f} {vs_total:>8.2f} {vs_signsum:>9.2f} {vs_pgd:>6.2f} "
                 f"{args.batch / full:>8.1f}"
             )
 

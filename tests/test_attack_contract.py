@@ -1,7 +1,8 @@
 """Contract of every (objective x step rule) registered in conf/attack/**: the result stays in
 the eps-ball and [0, 1]; the model's parameters, .grad and mode are unchanged; the same seed
 gives the same result; the objective's score at the result is above the clean score. Files with
-variants (every aggregator, minmax on metric weights) are checked in every variant."""
+variants (every aggregator, minmax on metric weights) are checked in every variant; attacks
+with several results (ensemble criteria, frontier points) in every result."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mtl_attack.attacks import AGGREGATORS
+from mtl_attack.attacks import AGGREGATORS, IterativeAttack
 from mtl_attack.runner import build_attacks
 from tests.attack_setup import (
     CONF,
@@ -26,8 +27,9 @@ one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 EPS = 4
 # conf/attack files whose objective has variants the contract must also hold for
 VARIANTS = {
-    "aggregate": [f"attack.objective.aggregator={a}" for a in AGGREGATORS],
-    "minmax": ["attack.objective.weights_from=loss", "attack.objective.weights_from=metric"],
+    "aggregate": [f"attack.aggregator={a}" for a in AGGREGATORS],
+    "minmax": ["attack.weights_from=loss", "attack.weights_from=metric"],
+    "frontier": ["attack.resolution=2"],  # 6 points: the contract, not the frontier's shape
 }
 CASES = [
     pytest.param(name, variant, id=f"{name}[{variant.split('=')[-1]}]" if variant else name)
@@ -58,6 +60,8 @@ def test_every_file_is_covered():
         "aggregate",
         "cyclic",
         "dgba",
+        "ensemble",
+        "frontier",
         "minmax",
         "relative",
         "signsum",
@@ -78,12 +82,9 @@ def test_attack_contract(objective, variant, step):
     params = [p.detach().clone() for p in model.parameters()]
     attack = composed_attack(objective, step, tasks, variant)
 
-    adv = attack(model, images, targets)
-    again = composed_attack(objective, step, tasks, variant)(model, images, targets)
+    views = attack.run_views(model, images, targets)
+    again = composed_attack(objective, step, tasks, variant).run_views(model, images, targets)
 
-    assert not adv.requires_grad and adv.shape == images.shape
-    assert (adv - images).abs().max() <= EPS / 255 + 1e-6
-    assert adv.min() >= 0 and adv.max() <= 1
     assert model.training
     for p, before in zip(model.parameters(), params):
         assert (
@@ -91,11 +92,22 @@ def test_attack_contract(objective, variant, step):
             and torch.equal(p, before)
             and torch.equal(p.grad, torch.full_like(p, 0.5))
         )
-    assert torch.equal(adv, again)
-    model.eval()
-    with torch.no_grad():
-        clean = attack.losses(model, images, targets)
-        score_clean = attack.objective.score(clean, clean)
-        score_adv = attack.objective.score(attack.losses(model, adv, targets), clean)
-    assert score_adv.mean() > score_clean.mean()
-    assert attack.stats.outside_budget == 0 and attack.stats.samples == images.shape[0]
+    for view, out in views.items():
+        for name, adv in (out.task_images or {"": out.images}).items():
+            assert not adv.requires_grad and adv.shape == images.shape
+            assert (adv - images).abs().max() <= EPS / 255 + 1e-6
+            assert adv.min() >= 0 and adv.max() <= 1
+            assert torch.equal(adv, (again[view].task_images or {"": again[view].images})[name])
+        stats = attack.view_stats()[view]
+        assert stats.outside_budget == 0 and stats.samples == stats.scored == images.shape[0]
+        assert stats.adv_score > stats.clean_score, view  # the objective rose (on average)
+    if isinstance(attack, IterativeAttack):  # the score again, from the model itself
+        model.eval()
+        with torch.no_grad():
+            clean = attack.losses(model, images, targets)
+            score_clean = attack.objective.score(clean, clean)
+            score_adv = attack.objective.score(
+                attack.losses(model, views[""].images, targets), clean
+            )
+        assert score_adv.mean() > score_clean.mean()
+        assert torch.equal(attack(model, images, targets), views[""].images)

@@ -80,6 +80,7 @@ class Aggregate(Objective):
         if normalizer not in NORMALIZERS:
             raise ValueError(f"attack normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
         self.aggregator, self.normalizer = aggregator, normalizer
+        self.variant = aggregator
         self.momentum, self.seed, self.linf_warm = float(momentum), int(seed), int(linf_warm)
         self.min_loss = float(min_loss)
         self.gradients = TaskGradients(self.task_names, batched)

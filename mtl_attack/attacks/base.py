@@ -134,9 +134,17 @@ class Attack:
     def perturb(self, model, images, targets, clean_losses, outputs) -> Outcome:
         raise NotImplementedError
 
+    #: whether every view needs the whole run (ensemble criteria) or owns its share of it
+    #: (frontier points): how an evaluation splits the run's seconds among the views
+    shared_views = True
+
     def view_stats(self) -> dict[str, AttackStats]:
         """The sanity counters of every view :meth:`run_views` returns."""
         return {"": self.stats}
+
+    def view_info(self, view: str) -> dict:
+        """What a view's result records besides its metrics (ensemble wins, frontier weights)."""
+        return {}
 
     def forward(
         self, model: nn.Module, x: torch.Tensor, targets: Tensors

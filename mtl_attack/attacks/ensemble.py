@@ -84,6 +84,12 @@ class Ensemble(Attack):
     def view_stats(self) -> dict[str, AttackStats]:
         return self.views_stats
 
+    def view_info(self, view: str) -> dict:
+        """``{"wins": {member: samples won}}`` (``per_task``: one tally per task)."""
+        if view == "per_task":
+            return {"wins": {t: self.wins.get(f"per_task/{t}", {}) for t in self.tasks}}
+        return {"wins": self.wins.get(view, {})}
+
     def perturb(self, model, images, targets, clean_losses, outputs) -> Outcome:
         return self.select(model, images, targets, clean_losses)[self.criterion]
 
@@ -235,9 +241,14 @@ class Frontier(Attack):
                 step_rule, objective, self.tasks, eps=eps, **loop
             )
 
+    shared_views = False  # each point is an attack of its own
+
     def weights(self) -> dict[str, dict[str, float]]:
         """``{view: {task: weight}}`` of every grid point."""
         return {name: dict(zip(self.tasks, p)) for name, p in zip(self.members, self.points)}
+
+    def view_info(self, view: str) -> dict:
+        return {"weights": self.weights()[view], "scale": self.scale}
 
     def reset_stats(self) -> None:
         self.stats = AttackStats()

@@ -45,10 +45,13 @@ class Objective(ABC):
 
     ``needs_predictions``: whether ``start`` and ``direction`` need the model's predictions
     (the attack then passes the clean predictions, running a clean forward pass if needed).
+    ``variant``: what tells this objective apart from others of its name in result labels
+    (the aggregator of ``aggregate``; None for most objectives).
     """
 
     name: str = "objective"
     needs_predictions: bool = False
+    variant: str | None = None
 
     def __init__(self, tasks: Mapping[str, Task] | list[str]):
         self.task_names = list(tasks)

@@ -151,6 +151,7 @@ class MinMax(Objective):
         self.tasks = dict(tasks) if weights_from == "metric" else {}
         self.beta, self.gamma, self.weights_from = float(beta), float(gamma), weights_from
         self.needs_predictions = weights_from == "metric"
+        self.variant = "metric" if weights_from == "metric" else None
         self.min_loss = float(min_loss)
         self.weights: torch.Tensor | None = None  # (B, T), float64 so that T * (1/T) == 1
 

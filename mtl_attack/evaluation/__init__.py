@@ -7,11 +7,17 @@ from mtl_attack.evaluation.degradation import (
 )
 from mtl_attack.evaluation.evaluate import evaluate, split_batch
 from mtl_attack.evaluation.keys import flatten, metric_key
-from mtl_attack.evaluation.robustness import evaluate_attack, sanity_flags, transfer_matrices
+from mtl_attack.evaluation.robustness import (
+    evaluate_attack,
+    evaluate_views,
+    sanity_flags,
+    transfer_matrices,
+)
 
 __all__ = [
     "evaluate",
     "evaluate_attack",
+    "evaluate_views",
     "flatten",
     "metric_key",
     "relative_degradation",

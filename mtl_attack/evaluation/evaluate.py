@@ -32,9 +32,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    meters = {name: task.meter() for name, task in tasks.items()}
-    loss_sum = dict.fromkeys(tasks, 0.0)
-    count = 0
+    totals = Totals(tasks)
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             images, targets = split_batch(batch, tasks, device)
@@ -42,13 +40,35 @@ def evaluate(
                 images = perturb(images, targets)
             with torch.no_grad():
                 preds = model(images)
-            for name, task in tasks.items():
-                meters[name].update(preds[name], targets[name])
-                loss_sum[name] += float(task.loss(preds[name], targets[name]).sum())
-            count += images.shape[0]
+            totals.update(preds, targets)
     finally:
         model.train(was_training)
-    return _combine(meters, loss_sum, count, device)
+    return totals.result(device)
+
+
+class Totals:
+    """Streaming per-task metrics and loss sums of one evaluation (one result of an attack).
+
+    ``update(preds, targets, losses=None)`` per batch (``losses``: per-sample ``{task: [B]}``
+    already computed, e.g. by the attack's last forward pass); ``result(device)`` sums over
+    torchrun ranks and returns ``{task: {metric: value, ..., "loss": mean}}``.
+    """
+
+    def __init__(self, tasks: dict[str, Task]):
+        self.tasks = tasks
+        self.meters = {name: task.meter() for name, task in tasks.items()}
+        self.loss_sum = dict.fromkeys(tasks, 0.0)
+        self.count = 0
+
+    def update(self, preds, targets, losses=None) -> None:
+        for name, task in self.tasks.items():
+            self.meters[name].update(preds[name], targets[name])
+            loss = task.loss(preds[name], targets[name]) if losses is None else losses[name]
+            self.loss_sum[name] += float(loss.sum())
+        self.count += next(iter(targets.values())).shape[0]
+
+    def result(self, device: torch.device) -> dict[str, dict[str, float]]:
+        return _combine(self.meters, self.loss_sum, self.count, device)
 
 
 def _combine(meters, loss_sum, count, device) -> dict[str, dict[str, float]]:

@@ -5,7 +5,8 @@ any field are different experiments, and reports must show them as different row
 is stored with every attack entry of ``results.json`` (``entry["identity"]``) and rebuilt from the
 run's config for files written before it existed (:func:`identity_from_run`).
 
-Fields: the label (``objective``, ``step`` by its real rule name, ``eps``, ``target_task``),
+Fields: the label (``objective``, ``step`` by its real rule name, ``eps``, ``target_task``, and
+``variant`` for objective variants and the results of multi-result attacks),
 every other setting of the attack config (``steps``, ``step_size`` as configured, ``null`` =
 eps/steps, ``random_start``, ``restarts``, ``seed``, ...) with the objective's and the step rule's
 own arguments under ``objective_args`` / ``step_args``, and what was attacked: ``model`` (the
@@ -23,7 +24,9 @@ from typing import Any
 DATASET_NAMES = {"SyntheticBenchmark": "synthetic", "NYUv2": "nyuv2", "Taskonomy": "taskonomy"}
 
 #: attack config keys that are labels or constructors rather than loop settings
-LABEL_KEYS = ("name", "eps", "task", "objective", "step")
+#: (``aggregator`` and ``weights_from`` are shortcuts for ``attack.objective.<key>``: the label's
+#: ``variant``, and in the identity under ``objective_args``)
+LABEL_KEYS = ("name", "eps", "task", "objective", "step", "aggregator", "weights_from")
 
 
 def _args(node: Any) -> dict[str, Any]:
@@ -84,4 +87,6 @@ def identity_from_run(run: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[
         eval_cfg=cfg.get("eval", {}),
     )
     label = {k: entry.get(k) for k in ("objective", "step", "eps", "target_task")}
+    if entry.get("variant") is not None:
+        label["variant"] = entry["variant"]
     return result_identity(label, cfg.get("attack", {}), context)

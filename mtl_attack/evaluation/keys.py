@@ -5,11 +5,12 @@ draws its panels from them, so renaming a key renames every panel that shows it.
 
 An attack is named by its label (``objective``, ``target_task``, ``step``; see
 :func:`mtl_attack.runner.build.build_attacks`), the same dict every ``results.json`` attack entry
-carries. Keys, with ``<attack>`` = ``<objective>[/<target_task>]/<step>``:
+carries. Keys, with ``<attack>`` = ``<objective>[/<target_task>][/<variant>]/<step>``:
 
 ==========================================  ==========================================
 ``attack/<attack>/eps<k>/<aggregate>``      one number per attack and budget
 ``attack/<attack>/eps<k>/tasks/<t>/<m>``    each task's metrics under that attack
+``attack/<attack>/eps<k>/wins/[<t>/]<member>``  ensemble: samples each member won
 ``vs_eps/<attack>/...``                     the same numbers with ``eps`` as x axis
 ``strongest/eps<k>/avg_degradation``        summary: the run's strongest attack at eps k
 ``attack/curves/<t>/<m>``                   line-series chart of a metric against eps
@@ -54,8 +55,13 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def attack_name(label: Mapping[str, Any]) -> str:
-    """``dgba/pgd``, ``single/depth_zbuffer/pgd``: the attack without its budget."""
-    return metric_key(label["objective"], label.get("target_task"), label["step"])
+    """``dgba/pgd``, ``single/depth_zbuffer/pgd``, ``aggregate/linf_mgda/pgd``,
+    ``ensemble/min/apgd``: the attack without its budget. ``variant`` (absent for most attacks)
+    names an objective's variant or one result of a multi-result attack (ensemble criterion,
+    frontier weights)."""
+    return metric_key(
+        label["objective"], label.get("target_task"), label.get("variant"), label["step"]
+    )
 
 
 def attack_key(label: Mapping[str, Any], *rest: Any) -> str:

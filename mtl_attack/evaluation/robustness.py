@@ -18,10 +18,13 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from mtl_attack.attacks import Attack, AttackStats
+from mtl_attack.data.h5dataset import split_batch
 from mtl_attack.evaluation.degradation import Metrics, summarize, transfer_matrix
-from mtl_attack.evaluation.evaluate import evaluate
+from mtl_attack.evaluation.evaluate import Totals
+from mtl_attack.evaluation.keys import attack_name, flatten
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import all_reduce_sum
 
@@ -32,7 +35,7 @@ def sanity_flags(stats: AttackStats) -> list[str]:
     flags = []
     if stats.zero_gradient:
         flags.append("zero_gradient")
-    if stats.samples and stats.adv_score <= stats.clean_score:
+    if stats.scored and stats.adv_score <= stats.clean_score:
         flags.append("objective_not_raised")
     if stats.outside_budget:
         flags.append("outside_budget")
@@ -53,26 +56,90 @@ def evaluate_attack(
 
     Returns the ``results.json`` entry: ``label`` (objective, step, eps, target_task) then
     ``tasks``, ``avg_degradation``, ``min_degradation``, ``avg_loss_increase``, ``seconds``,
-    ``flags`` and ``diagnostics`` (the attack's counters).
+    ``flags`` and ``diagnostics`` (the attack's counters). An attack with several results
+    (ensemble, frontier) needs :func:`evaluate_views`.
+    """
+    entries = evaluate_views(model, tasks, loader, device, attack, clean, label, progress)
+    if len(entries) != 1:
+        raise ValueError(f"{attack!r} has {len(entries)} results: use evaluate_views")
+    return entries[0]
+
+
+def evaluate_views(
+    model: nn.Module,
+    tasks: Mapping[str, Task],
+    loader: DataLoader,
+    device: torch.device,
+    attack: Attack,
+    clean: Metrics,
+    label: Mapping[str, object],
+    progress: bool = True,
+) -> list[dict]:
+    """Attack every test batch once and evaluate every result the attack makes (one; one per
+    ensemble criterion; one per frontier point): one entry each, as :func:`evaluate_attack`,
+    with the view's name as the label's ``variant`` and the view's extras (ensemble ``wins``,
+    frontier ``weights``).
+
+    The adversarial metrics come from the predictions of the attack's own last forward pass
+    (:class:`~mtl_attack.attacks.Outcome`), so attack plus evaluation cost
+    ``steps x (forward + backward)`` plus one forward pass per batch (two with a random start:
+    the clean losses).
     """
     attack.reset_stats()
     start = time.time()
-    adv = evaluate(
-        model,
-        tasks,
-        loader,
-        device,
-        perturb=lambda images, targets: attack(model, images, targets),
-        progress=progress,
-        desc=f"attack {label.get('objective')} eps={label.get('eps')}",
-    )
-    _sum_over_ranks(attack.stats, device)
-    entry = dict(label) | summarize(tasks, clean, adv) | {"seconds": time.time() - start}
-    entry["flags"] = sanity_flags(attack.stats)
-    entry["diagnostics"] = attack.stats.as_dict()
-    for flag in entry["flags"]:
-        log.warning("attack %s: sanity flag %s (%s)", dict(label), flag, entry["diagnostics"])
-    return entry
+    totals: dict[str, Totals] = {}
+    was_training = model.training
+    model.eval()
+    desc = f"attack {attack_name(label)} eps={label.get('eps')}"
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            images, targets = split_batch(batch, tasks, device)
+            for view, out in attack.run_views(model, images, targets).items():
+                totals.setdefault(view, Totals(dict(tasks))).update(out.preds, targets, out.losses)
+    finally:
+        model.train(was_training)
+    seconds = time.time() - start
+    share = 1 if attack.shared_views else max(len(totals), 1)
+    stats = attack.view_stats()
+    entries = []
+    for view, total in totals.items():
+        _sum_over_ranks(stats[view], device)
+        entry = dict(label) | ({"variant": view} if view else {})
+        entry |= summarize(tasks, clean, total.result(device)) | {"seconds": seconds / share}
+        entry |= _summed_info(attack.view_info(view), device)
+        entry["flags"] = sanity_flags(stats[view])
+        entry["diagnostics"] = stats[view].as_dict()
+        for flag in entry["flags"]:
+            log.warning(
+                "attack %s: sanity flag %s (%s)", attack_name(entry), flag, entry["diagnostics"]
+            )
+        entries.append(entry)
+    return entries
+
+
+def _summed_info(info: dict, device: torch.device) -> dict:
+    """A view's extras; integer counts (ensemble wins) are summed over torchrun ranks."""
+    flat = flatten(info)
+    counts = {
+        k: torch.tensor(float(v), dtype=torch.float64)
+        for k, v in flat.items()
+        if isinstance(v, int) and not isinstance(v, bool)
+    }
+    if not counts:
+        return info
+    summed = {k: int(v.item()) for k, v in all_reduce_sum(counts, device).items()}
+    return _unflatten(flat | summed)
+
+
+def _unflatten(flat: dict) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split("/")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
 
 
 def _sum_over_ranks(stats: AttackStats, device: torch.device) -> None:

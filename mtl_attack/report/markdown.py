@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from mtl_attack.report.plots import (
+    frontier_groups,
     headline,
     plot_degradation_vs_eps,
+    plot_frontier,
     plot_sharing_tradeoff,
     plot_transfer,
     transfer_matrices,
@@ -124,6 +126,33 @@ def plot_sections(models: list[dict], results: list[Result], out: Path) -> tuple
     if transfer:
         lines += ["## Transfer matrices", "", "Row = attacked task, column = measured task.", ""]
         lines += transfer
+    frontier_lines, frontier_figures = frontier_section(models, results, out)
+    return lines + frontier_lines, figures + frontier_figures
+
+
+def frontier_section(models: list[dict], results: list[Result], out: Path) -> tuple[list, list]:
+    """One figure per (model, step, eps) with ``attack=frontier`` results."""
+    labels = {m["_model_key"]: m["_label"] for m in models}
+    lines, figures = [], []
+    for i, ((model, step, eps), (frontier, others)) in enumerate(
+        sorted(frontier_groups(results).items(), key=str)
+    ):
+        title = f"{labels.get(model, model)} {step} eps={eps}: task trade-off"
+        fig = plot_frontier(
+            frontier, others, title, out / f"frontier_{i}_{_slug(step)}_eps{eps}.png"
+        )
+        figures.append(fig)
+        lines += [f"![frontier {title}]({fig.name})", ""]
+    if lines:
+        head = [
+            "## Task trade-off frontier",
+            "",
+            "Per-task degradation pairs: grey = TOTAL with static weights on a simplex grid "
+            "(`attack=frontier`, its Pareto front joined), markers = the other attacks on the "
+            "same model, step rule and eps.",
+            "",
+        ]
+        lines = head + lines
     return lines, figures
 
 

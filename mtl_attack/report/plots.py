@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from pathlib import Path
 
@@ -123,9 +124,55 @@ def plot_transfer(tasks: list[str], matrix: list[list[float]], title: str, path:
     return save(fig, path)
 
 
+def frontier_groups(results: list[Result]) -> dict[tuple, tuple[list[Result], list[Result]]]:
+    """(model, step, eps) -> (frontier points, every other single-image result there).
+    The ensemble's ``per_task`` result is left out: its tasks come from different images."""
+    groups: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for r in results:
+        key = (r.identity.get("model"), r.entry["step"], r.entry["eps"])
+        if r.entry["objective"] == "frontier":
+            groups[key][0].append(r)
+        elif r.entry.get("variant") != "per_task":
+            groups[key][1].append(r)
+    return {k: v for k, v in groups.items() if v[0]}
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both coordinates, by the first coordinate."""
+    return sorted(
+        p for p in points if not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in points)
+    )
+
+
+def plot_frontier(frontier: list[Result], others: list[Result], title: str, path: Path) -> Path:
+    """Per-task degradation pairs: the frontier's weight grid (grey, its Pareto front joined)
+    with every other attack on the same model, step rule and eps on top."""
+    tasks = list(frontier[0].entry["tasks"])
+    pairs = list(itertools.combinations(tasks, 2)) or [(tasks[0], tasks[0])]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.0), squeeze=False)
+    markers = itertools.cycle("os^vD<>pP*Xh")
+    styles = {r.attack: next(markers) for r in others}
+    for ax, (a, b) in zip(axes[0], pairs):
+        pts = [(r.entry["tasks"][a]["degradation"], r.entry["tasks"][b]["degradation"])
+               for r in frontier]  # fmt: skip
+        ax.scatter(*zip(*pts), s=18, c="lightgray", edgecolors="gray", label="frontier (weights)")
+        front = pareto(pts)
+        ax.plot(*zip(*front), c="gray", lw=1)
+        for r in others:
+            x, y = r.entry["tasks"][a]["degradation"], r.entry["tasks"][b]["degradation"]
+            ax.scatter([x], [y], marker=styles[r.attack], s=40, label=r.attack)
+        ax.set_xlabel(f"{a} degradation")
+        ax.set_ylabel(f"{b} degradation")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
 def save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

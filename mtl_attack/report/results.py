@@ -37,8 +37,8 @@ class Result:
 
     @property
     def attack(self) -> str:
-        """``objective[target]/step`` plus the distinguishing setting, if any."""
-        target = self.entry.get("target_task")
+        """``objective[target or variant]/step`` plus the distinguishing setting, if any."""
+        target = self.entry.get("target_task") or self.entry.get("variant")
         name = self.entry["objective"] + (f"[{target}]" if target else "")
         return f"{name}/{self.entry['step']}" + (f" [{self.setting}]" if self.setting else "")
 

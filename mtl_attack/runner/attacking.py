@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 from omegaconf import OmegaConf
 
-from mtl_attack.evaluation import evaluate_attack, transfer_matrices
+from mtl_attack.evaluation import evaluate_views, transfer_matrices
 from mtl_attack.evaluation.identity import result_identity
 from mtl_attack.evaluation.keys import (
     ATTACK_TABLE,
@@ -15,6 +15,7 @@ from mtl_attack.evaluation.keys import (
     attack_name,
     attack_record,
     curve_key,
+    flatten,
     transfer_key,
     vs_eps_key,
 )
@@ -30,11 +31,14 @@ def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> No
     """Scalars per attack, per-task metrics against eps as curves, transfer matrices."""
     for e in entries:
         logger.log(attack_record(e, attack_key(e)))
+        if "wins" in e:  # ensemble: samples each member won
+            logger.log(flatten(e["wins"], attack_key(e, "wins")))
         # the same numbers on an eps x-axis (W&B define_metric: vs_eps/* against eps)
         logger.log({EPS: e["eps"]} | attack_record(e, vs_eps_key(e)))
-    columns = ["objective", "step", "eps", "target", *SETTING_COLUMNS, "task", "metric", "value"]
+    columns = ["objective", "step", "eps", "target", "variant", *SETTING_COLUMNS]
+    columns += ["task", "metric", "value"]
     rows = [
-        [e["objective"], e["step"], e["eps"], e["target_task"] or ""]
+        [e["objective"], e["step"], e["eps"], e["target_task"] or "", e.get("variant") or ""]
         + [e["identity"].get(k) for k in SETTING_COLUMNS]
         + [t, m, v]
         for e in entries
@@ -76,6 +80,7 @@ def format_attacks(entries: list[dict], transfer: list[dict]) -> str:
             f"{e['min_degradation']:>9.4f} {e['avg_loss_increase']:>9.4f}{per_task} "
             f"{e['seconds']:>6.1f}  {','.join(e['flags'])}"
         )
+    lines += ensemble_notes(entries)
     for m in transfer:
         cols = list(next(iter(m["matrix"].values())))
         lines += ["", f"transfer, single-task {m['step']} eps={m['eps']} (row = attacked task)"]
@@ -86,12 +91,39 @@ def format_attacks(entries: list[dict], transfer: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ensemble_notes(entries: list[dict]) -> list[str]:
+    """Who won each ensemble result, and what ``per_task`` means."""
+    lines = []
+    for e in entries:
+        if "wins" not in e:
+            continue
+        wins = e["wins"]
+        tallies = wins.items() if e.get("variant") == "per_task" else [("", wins)]
+        for task, tally in tallies:
+            counts = ", ".join(f"{m} {n}" for m, n in tally.items() if n)
+            lines.append(
+                f"{attack_name(e)} eps={e['eps']}{' ' + task if task else ''}: won by {counts}"
+            )
+    if any(e.get("objective") == "ensemble" and e.get("variant") == "per_task" for e in entries):
+        lines.append(
+            "per_task: each task is measured on its own worst member's images (a "
+            "per-task lower bound from different images, not one perturbation)"
+        )
+    return [""] + lines if lines else []
+
+
 def attack_item(cfg, label: dict) -> dict:
     """What identifies one attack result in the model's evaluation cache (the cache's context
     adds the test data, the tasks and the evaluation settings)."""
     attack = OmegaConf.to_container(cfg.attack, resolve=True)
     rest = {k: v for k, v in attack.items() if k not in ("eps", "task")}
     return {"label": label, "attack": rest}
+
+
+def entry_label(entry: dict) -> dict:
+    """The label part of an entry: objective, step, eps, target_task (and variant, if any)."""
+    label = {k: entry[k] for k in ("objective", "step", "eps", "target_task")}
+    return label | ({"variant": entry["variant"]} if entry.get("variant") is not None else {})
 
 
 def cached_or_computed(results, item: dict, compute, what: str) -> dict:
@@ -124,21 +156,24 @@ def attack_model(cfg, job, clean: dict, logger: Logger, context: dict, results=N
     for label, attack in job.attacks:
 
         def compute(label=label, attack=attack):
-            return evaluate_attack(
+            views = evaluate_views(
                 model, tasks, loader, device, attack, clean, label, progress=cfg.progress
             )
+            return views if len(attack.view_stats()) > 1 else views[0]  # cached as before
 
-        entry = cached_or_computed(results, attack_item(cfg, label), compute, f"attack {label}")
-        entry["identity"] = result_identity(label, attack_cfg, context)
-        log.info(
-            "attack %s: avg_degradation=%.4f min=%.4f avg_loss_increase=%.4f (%.1fs)",
-            label,
-            entry["avg_degradation"],
-            entry["min_degradation"],
-            entry["avg_loss_increase"],
-            entry["seconds"],
-        )
-        entries.append(entry)
+        value = cached_or_computed(results, attack_item(cfg, label), compute, f"attack {label}")
+        for entry in value if isinstance(value, list) else [value]:
+            entry["identity"] = result_identity(entry_label(entry), attack_cfg, context)
+            log.info(
+                "attack %s eps=%s: avg_degradation=%.4f min=%.4f avg_loss_increase=%.4f (%.1fs)",
+                attack_name(entry),
+                entry["eps"],
+                entry["avg_degradation"],
+                entry["min_degradation"],
+                entry["avg_loss_increase"],
+                entry["seconds"],
+            )
+            entries.append(entry)
     transfer = transfer_matrices(entries)
     log_attacks(logger, entries, transfer)
     if is_main():

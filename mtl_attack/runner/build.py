@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from mtl_attack.attacks import IterativeAttack
+from mtl_attack.attacks import Attack, Ensemble, Frontier, IterativeAttack, SingleTask
 from mtl_attack.data import DatasetSource
 from mtl_attack.defense import EpochShuffle
 from mtl_attack.evaluation.identity import LABEL_KEYS
@@ -95,23 +95,25 @@ def build_defense(cfg: DictConfig, tasks: dict[str, Task]):
     return instantiate(cfg.defense)(tasks=tasks)
 
 
-def loop_settings(acfg: DictConfig) -> dict[str, Any]:
-    """The ``IterativeAttack`` arguments of ``cfg.attack``; an unknown key is a ConfigError."""
-    loop = {
-        k: v for k, v in OmegaConf.to_container(acfg, resolve=True).items() if k not in LABEL_KEYS
-    }
+def loop_settings(acfg: DictConfig, own: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``IterativeAttack`` arguments of ``cfg.attack`` (``own``: keys the attack itself
+    reads, e.g. the ensemble's ``members``); an unknown key is a ConfigError."""
+    skip = (*LABEL_KEYS, *own)
+    loop = {k: v for k, v in OmegaConf.to_container(acfg, resolve=True).items() if k not in skip}
     allowed = [p for p in inspect.signature(IterativeAttack).parameters if p not in SUPPLIED]
     unknown = sorted(set(loop) - set(allowed))
     if unknown:
         raise ConfigError(
             f"attack.{unknown[0]} is not a setting of attack={acfg.name}; its settings are "
-            f"eps, task, {', '.join(allowed)} (and attack.objective.*, attack.step.*)"
+            f"eps, task, {', '.join([*allowed, *own])} (and attack.objective.*, attack.step.*)"
         )
     return loop
 
 
 #: IterativeAttack arguments the runner supplies itself
 SUPPLIED = ("step_rule", "objective", "tasks", "eps")
+#: keys the attacks made of attacks read themselves (identity settings, not loop arguments)
+OWN_KEYS = {"ensemble": ("members", "criteria"), "frontier": ("resolution", "scale")}
 
 
 def attack_targets(acfg: DictConfig, tasks: dict[str, Task]) -> list[str | None]:
@@ -128,34 +130,85 @@ def attack_targets(acfg: DictConfig, tasks: dict[str, Task]) -> list[str | None]
     return list(tasks) if acfg.task == "all" else [str(acfg.task)]
 
 
-def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, IterativeAttack]]:
+def eps_budgets(acfg: DictConfig) -> list:
+    eps_list = list(acfg.eps) if OmegaConf.is_list(acfg.eps) else [acfg.eps]
+    if not eps_list:
+        raise ConfigError("attack.eps is empty; give budgets in pixel levels, e.g. [2,4,8]")
+    return eps_list
+
+
+def make_objective(partial, tasks: dict[str, Task], target: str | None, where: str):
+    try:
+        return partial(tasks, task=target) if target else partial(tasks)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, Attack]]:
     """One attack per (eps, target task) of ``cfg.attack``: ``[(label, attack)]``.
 
     ``attack.objective`` is a partial called with the tasks (and ``task=`` for single);
     ``attack.step`` is the step rule (its ``name`` is the label: fgsm, pgd, mim, apgd); every
-    other key is an ``IterativeAttack`` argument. Everything is checked here, before any
-    training: a misspelled key, an unknown task or a bad budget is a one-line ConfigError.
+    other key is an ``IterativeAttack`` argument. ``attack=ensemble`` and ``attack=frontier``
+    build one :class:`~mtl_attack.attacks.Ensemble` / :class:`~mtl_attack.attacks.Frontier`
+    per eps (their results are views, told apart by the label's ``variant``). Everything is
+    checked here, before any training: a misspelled key, an unknown task or a bad budget is a
+    one-line ConfigError.
     """
     acfg = cfg.attack
+    if acfg.name in OWN_KEYS:
+        return build_composite(acfg, tasks)
     objective = instantiate(acfg.objective)
     step_rule = instantiate(acfg.step)
     loop = loop_settings(acfg)
     targets = attack_targets(acfg, tasks)
-    eps_list = list(acfg.eps) if OmegaConf.is_list(acfg.eps) else [acfg.eps]
-    if not eps_list:
-        raise ConfigError("attack.eps is empty; give budgets in pixel levels, e.g. [2,4,8]")
     attacks = []
-    for eps in eps_list:
+    for eps in eps_budgets(acfg):
         for target in targets:
-            try:
-                obj = objective(tasks, task=target) if target else objective(tasks)
-            except TypeError as err:
-                raise ConfigError(f"attack.objective of attack={acfg.name}: {err}") from None
+            obj = make_objective(objective, tasks, target, f"attack.objective of {acfg.name}")
             label = {
                 "objective": acfg.name,
                 "step": step_rule.name,
                 "eps": eps,
                 "target_task": target,
             }
+            if obj.variant is not None:
+                label["variant"] = obj.variant
             attacks.append((label, IterativeAttack(step_rule, obj, tasks, eps=eps, **loop)))
     return attacks
+
+
+def build_composite(acfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, Attack]]:
+    """``attack=ensemble`` (members x every single task, one Ensemble per eps) or
+    ``attack=frontier`` (one Frontier per eps)."""
+    step_rule = instantiate(acfg.step)
+    loop = loop_settings(acfg, OWN_KEYS[acfg.name])
+    attacks = []
+    for eps in eps_budgets(acfg):
+        label = {"objective": acfg.name, "step": step_rule.name, "eps": eps, "target_task": None}
+        if acfg.name == "frontier":
+            try:
+                attack = Frontier(
+                    step_rule, tasks, eps, int(acfg.resolution), str(acfg.scale), **loop
+                )
+            except ValueError as err:
+                raise ConfigError(f"attack=frontier: {err}") from None
+        else:
+            attack = ensemble_of(acfg, step_rule, tasks, eps, loop)
+        attacks.append((label, attack))
+    return attacks
+
+
+def ensemble_of(acfg: DictConfig, step_rule, tasks, eps, loop) -> Ensemble:
+    members = {}
+    for name, node in (acfg.members or {}).items():
+        partial = instantiate(node)
+        targets = list(tasks) if getattr(partial, "func", None) is SingleTask else [None]
+        for target in targets:
+            obj = make_objective(partial, tasks, target, f"attack.members.{name}")
+            label = f"{name}({target})" if target else name
+            members[label] = IterativeAttack(step_rule, obj, tasks, eps=eps, **loop)
+    try:
+        return Ensemble(members, list(acfg.criteria), "mean" if "mean" in acfg.criteria else "min")
+    except ValueError as err:
+        raise ConfigError(f"attack=ensemble: {err}") from None
