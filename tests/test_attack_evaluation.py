@@ -25,6 +25,7 @@ ENTRY_KEYS = {
     "min_degradation",
     "avg_loss_increase",
     "seconds",
+    "cpu_seconds",
     "flags",
     "diagnostics",
     "identity",

@@ -55,8 +55,9 @@ def evaluate_attack(
     """Attack every test batch, evaluate, and summarize against the clean metrics.
 
     Returns the ``results.json`` entry: ``label`` (objective, step, eps, target_task) then
-    ``tasks``, ``avg_degradation``, ``min_degradation``, ``avg_loss_increase``, ``seconds``,
-    ``flags`` and ``diagnostics`` (the attack's counters). An attack with several results
+    ``tasks``, ``avg_degradation``, ``min_degradation``, ``avg_loss_increase``, ``seconds``
+    (wall clock) and ``cpu_seconds`` (this process's CPU time: what a shared machine does not
+    inflate), ``flags`` and ``diagnostics`` (the attack's counters). An attack with several results
     (ensemble, frontier) needs :func:`evaluate_views`.
     """
     entries = evaluate_views(model, tasks, loader, device, attack, clean, label, progress)
@@ -86,7 +87,7 @@ def evaluate_views(
     the clean losses).
     """
     attack.reset_stats()
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     totals: dict[str, Totals] = {}
     was_training = model.training
     model.eval()
@@ -98,14 +99,15 @@ def evaluate_views(
                 totals.setdefault(view, Totals(dict(tasks))).update(out.preds, targets, out.losses)
     finally:
         model.train(was_training)
-    seconds = time.time() - start
+    seconds, cpu_seconds = time.time() - start, time.process_time() - cpu_start
     share = 1 if attack.shared_views else max(len(totals), 1)
     stats = attack.view_stats()
     entries = []
     for view, total in totals.items():
         _sum_over_ranks(stats[view], device)
         entry = dict(label) | ({"variant": view} if view else {})
-        entry |= summarize(tasks, clean, total.result(device)) | {"seconds": seconds / share}
+        entry |= summarize(tasks, clean, total.result(device))
+        entry |= {"seconds": seconds / share, "cpu_seconds": cpu_seconds / share}
         entry |= _summed_info(attack.view_info(view), device)
         entry["flags"] = sanity_flags(stats[view])
         entry["diagnostics"] = stats[view].as_dict()

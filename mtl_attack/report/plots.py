@@ -124,15 +124,26 @@ def plot_transfer(tasks: list[str], matrix: list[list[float]], title: str, path:
     return save(fig, path)
 
 
+#: the attacks drawn over the frontier (when present): objective -> variants (None = any)
+OVERLAY = {
+    "single": None,
+    "total": None,
+    "dgba": None,
+    "minmax": None,
+    "aggregate": {"linf_mgda"},
+    "ensemble": {"mean", "min"},  # per_task is not one image: left out
+}
+
+
 def frontier_groups(results: list[Result]) -> dict[tuple, tuple[list[Result], list[Result]]]:
-    """(model, step, eps) -> (frontier points, every other single-image result there).
-    The ensemble's ``per_task`` result is left out: its tasks come from different images."""
+    """(model, step, eps) -> (frontier points, the :data:`OVERLAY` attacks there)."""
     groups: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
     for r in results:
         key = (r.identity.get("model"), r.entry["step"], r.entry["eps"])
-        if r.entry["objective"] == "frontier":
+        objective, variants = r.entry["objective"], OVERLAY.get(r.entry["objective"], set())
+        if objective == "frontier":
             groups[key][0].append(r)
-        elif r.entry.get("variant") != "per_task":
+        elif objective in OVERLAY and (variants is None or r.entry.get("variant") in variants):
             groups[key][1].append(r)
     return {k: v for k, v in groups.items() if v[0]}
 
