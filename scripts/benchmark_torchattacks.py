@@ -4,12 +4,13 @@ A new user's check: a small CNN trained here on procedural 32x32 images (10 clas
 5 colours, random place and size, noisy background) is seen by mtl-attack as a 1x1
 segmentation (``segment_semantic`` logits of shape (B, 10, 1, 1)), and both libraries attack
 the same correctly classified test images at eps 8/255. Cost is the process CPU time on one
-thread (``time.process_time``), the median over ``--repeats`` rounds in which both libraries
-alternate, so that load from other jobs hits both alike. Agreement: FGSM and PGD (no random
-start on either side) must give the same images; APGD differs by design (torchattacks starts at
-a random point, returns the clean image where it fails and its last fooling iterate where it
-succeeds; ours starts at the clean image and returns the highest-loss point), so its robust
-accuracy is compared instead.
+thread (``time.process_time``); ``ratio`` is the median over ``--repeats`` rounds of ours /
+torchattacks measured back to back (who goes first alternates), so that load from other jobs
+hits both alike; ``range`` is the smallest and largest round's ratio. Agreement: FGSM and PGD
+(no random start on either side) must give the same images; APGD differs by design
+(torchattacks starts at a random point, attacks only the correctly classified images, returns
+the clean image where it fails and its last fooling iterate where it succeeds; ours starts at
+the clean image and returns the highest-loss point), so its robust accuracy is compared.
 
 Needs torchattacks 3.5.1, installed WITHOUT its dependencies (its normal install replaces the
 pinned torch with a CUDA build):  pip install --no-deps torchattacks==3.5.1
@@ -151,16 +152,19 @@ def main() -> None:
     outputs = {}
     for name, pair in table.items():  # warm-up
         outputs[name] = [fn(images, labels) for fn in pair]
-    for _ in range(args.repeats):
-        for name, (ours, theirs) in table.items():
-            for i, fn in enumerate((ours, theirs)):
-                seconds, _ = cpu_seconds(fn, images, labels)
+    for repeat in range(args.repeats):
+        for name, pair in table.items():
+            order = (0, 1) if repeat % 2 == 0 else (1, 0)  # who goes first alternates
+            for i in order:
+                seconds, _ = cpu_seconds(pair[i], images, labels)
                 times[name][i].append(seconds)
-    print(f"{'attack':<8} {'ours s':>8} {'torchattacks s':>15} {'ratio':>6}  agreement")
+    head = f"{'attack':<8} {'ours s':>8} {'torchattacks s':>15} {'ratio':>6} {'range':>11}"
+    print(head + "  agreement")
     for name, (ours_t, theirs_t) in times.items():
-        ours_s, theirs_s = statistics.median(ours_t), statistics.median(theirs_t)
+        ratios = sorted(a / b for a, b in zip(ours_t, theirs_t))  # back-to-back pairs
         print(
-            f"{name:<8} {ours_s:>8.3f} {theirs_s:>15.3f} {ours_s / theirs_s:>6.2f}  "
+            f"{name:<8} {statistics.median(ours_t):>8.3f} {statistics.median(theirs_t):>15.3f} "
+            f"{statistics.median(ratios):>6.2f} {ratios[0]:>5.2f}-{ratios[-1]:<5.2f}  "
             f"{agreement(model, name, images, labels, *outputs[name])}"
         )
 

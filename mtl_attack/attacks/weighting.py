@@ -104,7 +104,7 @@ class Cyclic(Objective):
 class MinMax(Objective):
     """MINMAX: min-max over tasks with per-sample simplex weights (Wang et al., NeurIPS 2021).
 
-    ``max_delta min_{w in simplex} sum_t w_t F_t - (gamma/2) ||w - 1/T||^2`` on the scale-free
+    ``max_delta min_{w in simplex} sum_t w_t F_t + (gamma/2) ||w - 1/T||^2`` on the scale-free
     terms ``F_t = log(L_t / L_t^clean)``. Direction: ``grad sum_t T w_t log L_t`` (one backward;
     uniform w gives DGBA's direction exactly). Weight step after each direction, from that
     step's losses (the PyTorch port's ordering: step k uses weights from steps < k)::
