@@ -17,15 +17,15 @@ step 0's forward pass when the run starts at the clean image, from the caller
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from mtl_attack.attacks.objectives import Objective
-from mtl_attack.attacks.steps import StepRule, per_sample, project
+from mtl_attack.attacks.outcome import Outcome, better_of, detached, frozen
+from mtl_attack.attacks.steps import StepRule, project
 from mtl_attack.tasks import Task
 
 Tensors = Mapping[str, torch.Tensor]
@@ -45,46 +45,6 @@ class AttackStats:
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass
-class Outcome:
-    """An attack's result on one batch.
-
-    ``images`` (B, C, H, W), detached; ``score`` ``[B]`` (the objective's score at ``images``;
-    None when only the images were asked for); ``losses`` ``{task: [B]}`` and ``preds``
-    ``{task: prediction}`` at ``images`` (empty when only the images were asked for);
-    ``clean_losses`` ``{task: [B]}`` at the clean images. ``task_images`` is set instead of
-    ``images`` when each task's result comes from its own image (the ensemble's ``per_task``).
-    """
-
-    images: torch.Tensor | None
-    score: torch.Tensor | None
-    losses: dict[str, torch.Tensor] = field(default_factory=dict)
-    preds: dict[str, torch.Tensor] = field(default_factory=dict)
-    clean_losses: dict[str, torch.Tensor] = field(default_factory=dict)
-    task_images: dict[str, torch.Tensor] | None = None
-
-
-@contextmanager
-def frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode, parameters without ``requires_grad``, gradients on; everything restored."""
-    was_training = model.training
-    flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)  # no parameter gradients: cheaper, and .grad stays as is
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
-        model.train(was_training)
-
-
-def detached(tensors: Tensors) -> dict[str, torch.Tensor]:
-    return {k: v.detach() for k, v in tensors.items()}
 
 
 class Attack:
@@ -289,20 +249,3 @@ class IterativeAttack(Attack):
             f", steps={self.steps}, random_start={self.random_start}, "
             f"restarts={self.restarts})"
         )
-
-
-def better_of(a: Outcome, b: Outcome) -> Outcome:
-    """Per sample, the outcome with the higher score (``a`` on ties)."""
-    better = b.score > a.score
-    return Outcome(
-        torch.where(per_sample(better, a.images), b.images, a.images),
-        torch.where(better, b.score, a.score),
-        pick(better, b.losses, a.losses),
-        pick(better, b.preds, a.preds),
-        a.clean_losses,
-    )
-
-
-def pick(mask: torch.Tensor, yes: Tensors, no: Tensors) -> dict[str, torch.Tensor]:
-    """Per sample, ``yes[t]`` where ``mask`` else ``no[t]``. Shape: mask [B]."""
-    return {t: torch.where(per_sample(mask, no[t]), yes[t], no[t]) for t in no}

@@ -26,8 +26,9 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
-from mtl_attack.attacks.base import Attack, AttackStats, IterativeAttack, Outcome, frozen, pick
+from mtl_attack.attacks.base import Attack, AttackStats, IterativeAttack
 from mtl_attack.attacks.objectives import TotalLoss, task_changes
+from mtl_attack.attacks.outcome import Outcome, frozen, pick
 from mtl_attack.attacks.simplex import simplex_grid
 from mtl_attack.attacks.steps import StepRule, per_sample
 from mtl_attack.attacks.weighting import RelativeLoss
@@ -77,7 +78,9 @@ class Ensemble(Attack):
     def reset_stats(self) -> None:
         self.stats = AttackStats()
         self.views_stats = {c: AttackStats() for c in self.criteria}
-        self.wins: dict[str, dict[str, int]] = {}
+        tallies = [c for c in self.criteria if c != "per_task"]
+        tallies += [f"per_task/{t}" for t in self.tasks] if "per_task" in self.criteria else []
+        self.wins = {view: dict.fromkeys(self.members, 0) for view in tallies}
         for member in self.members.values():
             member.reset_stats()
 
@@ -135,9 +138,8 @@ class Ensemble(Attack):
         names = list(self.members)
         for view, (_, _, winner) in best.items():
             counts = torch.bincount(winner.cpu(), minlength=len(names)).tolist()
-            tally = self.wins.setdefault(view, dict.fromkeys(names, 0))
             for name, n in zip(names, counts):
-                tally[name] += n
+                self.wins[view][name] += n
 
     def record(self, stats: AttackStats, images, outcome: Outcome, zero_gradient: int) -> None:
         adv = outcome.task_images or {"": outcome.images}

@@ -88,7 +88,8 @@ def evaluate_views(
     """
     attack.reset_stats()
     start, cpu_start = time.time(), time.process_time()
-    totals: dict[str, Totals] = {}
+    # every view up front: a torchrun rank without batches still joins every all-reduce
+    totals = {view: Totals(dict(tasks)) for view in attack.view_stats()}
     was_training = model.training
     model.eval()
     desc = f"attack {attack_name(label)} eps={label.get('eps')}"
@@ -96,7 +97,7 @@ def evaluate_views(
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             images, targets = split_batch(batch, tasks, device)
             for view, out in attack.run_views(model, images, targets).items():
-                totals.setdefault(view, Totals(dict(tasks))).update(out.preds, targets, out.losses)
+                totals[view].update(out.preds, targets, out.losses)
     finally:
         model.train(was_training)
     seconds, cpu_seconds = time.time() - start, time.process_time() - cpu_start
