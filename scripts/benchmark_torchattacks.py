@@ -15,7 +15,7 @@ the clean image and returns the highest-loss point), so its robust accuracy is c
 Needs torchattacks 3.5.1, installed WITHOUT its dependencies (its normal install replaces the
 pinned torch with a CUDA build):  pip install --no-deps torchattacks==3.5.1
 
-    python scripts/benchmark_torchattacks.py                 # batch 100, 5 repeats
+    python scripts/benchmark_torchattacks.py                 # batch 100, 15 repeats (~3 min)
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--eps", type=float, default=8.0, help="pixel levels")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
