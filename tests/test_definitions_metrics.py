@@ -12,12 +12,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from real_formats import write_taskonomy_view
 from torch import nn
 
+from mtl_attack.data.convert.taskonomy_raw import decode_view
 from mtl_attack.data.transforms import ScaleCropFlip, resize_nearest
 from mtl_attack.defense import AdversarialTraining
 from mtl_attack.defense.training import train_step
-from mtl_attack.evaluation import summarize
+from mtl_attack.evaluation import evaluate, summarize
 from mtl_attack.tasks import Depth, L1Map, Segmentation, SurfaceNormal, build_tasks
 from tests.test_tasks import logits_for, normal_batch
 
@@ -169,6 +172,25 @@ def test_metrics_without_a_relative_change_are_left_out_of_every_mean():
     assert out["avg_loss_increase"] == pytest.approx((1.0 + 0.5) / 2)
 
 
+class RedDepth(nn.Module):
+    """Predicts depth = the red channel."""
+
+    def forward(self, x):
+        return {"depth_zbuffer": x[:, :1]}
+
+
+def test_reported_loss_is_the_mean_per_sample_loss_over_the_split():
+    """The loss beside the metrics (and in loss_increase) is the mean of the per-sample losses
+    over the whole split, not a mean of batch means (method.md section 7)."""
+    tasks = {"depth_zbuffer": Depth()}
+    loader = [  # red 0 against depth 1: loss 1 (B = 1); red 0.5: loss 0.5 each (B = 3)
+        {"image": torch.zeros(1, 3, 1, 1), "depth_zbuffer": torch.ones(1, 1, 1, 1)},
+        {"image": torch.full((3, 3, 1, 1), 0.5), "depth_zbuffer": torch.ones(3, 1, 1, 1)},
+    ]
+    out = evaluate(RedDepth(), tasks, loader, torch.device("cpu"), progress=False)
+    assert out["depth_zbuffer"]["loss"] == pytest.approx((1 + 3 * 0.5) / 4)  # 0.625
+
+
 # --- adversarial training (method.md section 8) ------------------------------------------------
 
 
@@ -227,3 +249,16 @@ def test_training_scale_is_drawn_from_half_to_one_and_a_half():
         heights.append(int((out["segment_semantic"][:, 0] != 255).sum()))
     # height round(10 s) for s in [0.5, 1.5): 5..15, both ends reached over 60 draws
     assert min(heights) <= 6 and 14 <= max(heights) <= 15
+
+
+def test_taskonomy_depth_is_invalid_from_raw_64500(tmp_path):
+    """Raw Taskonomy depth (1/512 m units) is valid below 64500 and invalid from 64500 on, not
+    only at 65535; normals share the depth mask (datasets.md sections 0 and 3.3)."""
+    write_taskonomy_view(tmp_path, "point_0_view_0", np.random.default_rng(0), size=2)
+    raw = np.array([[64499, 64500], [65535, 512]], np.uint16)
+    Image.fromarray(raw).save(
+        tmp_path / "depth_zbuffer" / "point_0_view_0_domain_depth_zbuffer.png"
+    )
+    _, targets = decode_view(tmp_path, "point_0_view_0", 2, "background")
+    np.testing.assert_array_equal(targets["depth_zbuffer"], [[64499 / 512, 0.0], [0.0, 1.0]])
+    assert (targets["normal"].any(-1) == [[True, False], [False, True]]).all()
