@@ -19,7 +19,14 @@ from mtl_attack.defense import TrainCheckpoint
 from mtl_attack.evaluation import evaluate, flatten
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.attacking import attack_model
-from mtl_attack.runner.build import build_model, loaders, log, model_stats, weight_spec
+from mtl_attack.runner.build import (
+    build_model,
+    imported_as_is,
+    loaders,
+    log,
+    model_stats,
+    weight_spec,
+)
 from mtl_attack.runner.training import defense_record, train_model
 from mtl_attack.tasks import tasks_for
 from mtl_attack.utils.distributed import (
@@ -68,6 +75,7 @@ def axis_tags(cfg: DictConfig) -> list[str]:
 
     sharing = name(cfg.sharing) + (f"_{cfg.sharing.index}" if cfg.sharing.get("index") else "")
     return [
+        f"model={OmegaConf.select(cfg, 'model.name', default='tree')}",
         f"dataset={name(cfg.dataset)}",
         f"backbone={name(cfg.backbone.trunk)}",
         f"sharing={sharing}",
@@ -82,6 +90,8 @@ def trained_model(cfg, model, tasks, data, device, logger, train_loader, test_lo
     Parallel jobs of a sweep that need the same model take a lock, so it is trained once.
     """
     cache = CheckpointCache(cfg.paths.checkpoints, weight_spec(cfg, model, data))
+    if imported_as_is(cfg, model, cache):
+        return cache, False
     lock = file_lock(cache.dir / ".lock") if world()[1] == 1 else nullcontext()
     with lock:
         cache_hit = from_main(cache.exists())
