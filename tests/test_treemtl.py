@@ -16,7 +16,7 @@ from hydra import compose as compose_hydra
 from hydra import initialize_config_dir
 
 from mtl_attack.models import load_treemtl
-from mtl_attack.runner import run
+from mtl_attack.runner import build_model, run
 from mtl_attack.tasks import build_tasks
 
 NYU = ["segment_semantic", "normal", "depth_zbuffer"]
@@ -198,6 +198,23 @@ def test_checkpoint_loads_and_forward_equals_the_original_graph(tmp_path, index,
         assert (ours[task] - paper[task]).abs().max() <= 1e-5 * scale  # input rounding only
     assert model.source["layout_index"] == index
     assert model.layout.num_tasks == len(tasks)
+
+
+def test_import_is_the_projects_resnet34_tree(tiny_cfg, tmp_path):
+    """The imported model is ``backbone=resnet34 sharing=layout sharing.index=K``: the same
+    modules and keys, so its weights load into the tree the runner builds, with equal outputs."""
+    state = random_state(original_names(ORDERS[49], channels(NYU, 6), hidden=8))
+    tasks = build_tasks(NYU, 6)
+    imported = load_treemtl(tasks, str(write(tmp_path / "ckpt.model", state)), 49).eval()
+    cfg = tiny_cfg("backbone=resnet34", "backbone.head.hidden=8", "sharing=layout",
+                   "sharing.index=49")  # fmt: skip
+    tree = build_model(cfg, tasks).eval()
+    tree.load_state_dict(imported.state_dict())  # strict: every key and shape is the tree's
+    tree.normalize = imported.normalize  # the paper's input convention (scale and order)
+    images = torch.rand(2, 3, 33, 33)
+    with torch.no_grad():
+        ours, theirs = tree(images), imported(images)
+    assert all(torch.equal(ours[t], theirs[t]) for t in NYU)
 
 
 @pytest.mark.slow
