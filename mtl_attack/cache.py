@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mtl_attack.utils.io import atomic_write, write_json
+from mtl_attack.utils.io import READ_ONLY, atomic_write, file_lock, write_json
 
-#: config keys that never change trained weights (paths, speed and presentation knobs)
+log = logging.getLogger("mtl_attack")
+
+#: config keys that never change trained weights (paths, speed, presentation and health knobs)
 NON_WEIGHT_KEYS = frozenset(
-    {"root", "preload", "num_workers", "metrics", "progress", "checkpoint_every", "val_every"}
+    {
+        "root",
+        "preload",
+        "num_workers",
+        "metrics",
+        "progress",
+        "checkpoint_every",
+        "val_every",
+        "divergence_factor",
+    }
 )
 
 
@@ -90,5 +103,16 @@ class ResultCache:
         except (json.JSONDecodeError, KeyError):  # foreign or damaged: recompute
             return None
 
+    def locked(self, item: dict[str, Any]) -> AbstractContextManager:
+        """Hold the item's lock: a concurrent job computing the same evaluation waits, then
+        finds the stored result instead of computing it again."""
+        path = self.path(item)
+        return file_lock(path.with_suffix(".lock"))
+
     def put(self, item: dict[str, Any], value: dict[str, Any]) -> None:
-        write_json(self.path(item), {"item": item, "value": value})
+        try:
+            write_json(self.path(item), {"item": item, "value": value})
+        except OSError as err:
+            if err.errno not in READ_ONLY:
+                raise
+            log.warning("evaluation cache %s is read-only; the result is not stored", self.dir)

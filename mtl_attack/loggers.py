@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
+
+from mtl_attack.evaluation.keys import EPS, HEATMAP_IMAGE, HEATMAP_TABLE, VS_EPS, metric_key
+
+log = logging.getLogger("mtl_attack")
 
 
 class Logger:
@@ -56,7 +61,12 @@ def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 class WandbLogger(Logger):
     """Weights & Biases. ``mode``: ``offline`` (default: writes a run folder that ``wandb sync``
-    uploads later), ``online`` or ``disabled``. Runs go to ``<dir>/wandb/``."""
+    uploads later), ``online`` or ``disabled``. Runs go to ``<dir>/wandb/``.
+
+    ``dashboard=True``: when an online run finishes, create or update the project's saved
+    workspace (:mod:`mtl_attack.dashboard`) from the results.json files under
+    ``dashboard_from``; offline, say how to build it after ``wandb sync``.
+    """
 
     def __init__(
         self,
@@ -67,11 +77,14 @@ class WandbLogger(Logger):
         group: str | None = None,
         tags: Sequence[str] = (),
         name: str | None = None,
+        dashboard: bool = False,
+        dashboard_from: str | None = None,
     ):
         if mode not in ("offline", "online", "disabled"):
             raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
         self.project, self.mode, self.entity = project, mode, entity
         self.dir, self.group, self.tags, self.name = dir, group, list(tags), name
+        self.dashboard, self.dashboard_from = dashboard, dashboard_from
         self.run = None
 
     def start(self, config: dict[str, Any], name: str | None = None) -> None:
@@ -93,8 +106,8 @@ class WandbLogger(Logger):
         )
         self.run_dir = getattr(self.run, "dir", None)
         # attack results are also logged under vs_eps/... with the budget as their x-axis
-        self.run.define_metric("eps")
-        self.run.define_metric("vs_eps/*", step_metric="eps")
+        self.run.define_metric(EPS)
+        self.run.define_metric(metric_key(VS_EPS, "*"), step_metric=EPS)
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self.run is not None:
@@ -129,10 +142,11 @@ class WandbLogger(Logger):
             return
         import wandb
 
-        table = [[r, *v] for r, v in zip(rows, values)]
-        self.run.log({f"{key}/table": wandb.Table(columns=["row", *columns], data=table)})
+        cells = [[r, *v] for r, v in zip(rows, values)]
+        table = wandb.Table(columns=["row", *columns], data=cells)
+        self.run.log({metric_key(key, HEATMAP_TABLE): table})
         fig = render_heatmap(values, rows, columns, title)
-        self.run.log({f"{key}/heatmap": wandb.Image(fig)})
+        self.run.log({metric_key(key, HEATMAP_IMAGE): wandb.Image(fig)})
         import matplotlib.pyplot as plt
 
         plt.close(fig)
@@ -146,8 +160,37 @@ class WandbLogger(Logger):
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:
+            entity = self.entity or (self.run.entity if self.dashboard else None)
             self.run.finish(exit_code=exit_code)
             self.run = None
+            if self.dashboard and exit_code == 0:
+                self.update_dashboard(entity)
+
+    def update_dashboard(self, entity: str | None) -> None:
+        """``logger.dashboard=true``: the project's workspace, or one line saying why not."""
+        command = (
+            f"python scripts/wandb_dashboard.py --entity {entity or 'ENTITY'} "
+            f"--project {self.project} --results {self.dashboard_from or 'outputs'}"
+        )
+        if self.mode == "disabled":
+            log.info("W&B dashboard skipped (logger.mode=disabled: nothing was logged)")
+            return
+        if self.mode == "offline":
+            log.info("W&B dashboard skipped (offline run); after `wandb sync`: %s", command)
+            return
+        from mtl_attack.dashboard import publish_workspace
+
+        try:
+            url = publish_workspace(entity, self.project, [self.dashboard_from or "outputs"])
+            log.info("W&B workspace updated: %s", url)
+        except Exception as err:  # the run's results are safe; the workspace can wait
+            log.warning("W&B workspace not updated (%s); retry with: %s", one_line(err), command)
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (W&B errors can span screens)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def render_heatmap(values, rows, columns, title: str = ""):

@@ -1,83 +1,113 @@
-"""Markdown tables of the ``"attacks"`` and ``"transfer"`` entries of results.json files.
+"""Markdown tables of the attack results and transfer matrices of results.json files.
 
     python run.py -m attack=single,total,dgba,signsum attack/step=pgd,apgd \\
         hydra.sweep.dir=outputs/multirun/degradation
     python scripts/attack_table.py outputs/multirun/degradation
+
+Rows are attacks, columns (step rule, eps). Results are keyed on their complete identity, so a
+sweep over anything else (steps, seed, random start, models, ...) gives one row per setting,
+named by what tells the rows apart; identical results are reported as duplicates.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from mtl_attack.report import (
+    distinguish,
+    find_results,
+    load_runs,
+    model_names,
+    transfer_matrices,
+    unique_results,
+)
+from mtl_attack.report.markdown import label_models
+from mtl_attack.report.results import Result, duplicate_note
+
 AGGREGATES = ("avg_degradation", "min_degradation", "avg_loss_increase")
+RULE_ORDER = ["fgsm", "pgd", "mim", "apgd"]
 
 
-def load_entries(root: Path) -> tuple[list[dict], list[dict]]:
-    entries, transfer = [], []
-    for path in sorted(root.rglob("results.json")):
-        results = json.loads(path.read_text())
-        entries += results.get("attacks", [])
-        transfer += results.get("transfer", [])
-    return entries, transfer
+def row_name(r: Result, several_models: bool) -> str:
+    target = r.entry.get("target_task")
+    name = f"single({target})" if r.entry["objective"] == "single" else r.entry["objective"]
+    name = (f"{r.model}: " if several_models else "") + name
+    return name + (f" [{r.setting}]" if r.setting else "")
 
 
-def attack_name(e: dict) -> str:
-    return f"single({e['target_task']})" if e["objective"] == "single" else e["objective"]
-
-
-def aggregate_table(entries: list[dict], key: str) -> list[str]:
-    eps_list = sorted({e["eps"] for e in entries})
-    rules = sorted({e["step"] for e in entries}, key=["fgsm", "pgd", "mim", "apgd"].index)
+def aggregate_table(results: list[Result], key: str, several_models: bool) -> list[str]:
+    eps_list = sorted({r.entry["eps"] for r in results})
+    rules = sorted({r.entry["step"] for r in results}, key=_rule_rank)
     head = "| attack | " + " | ".join(f"{r} eps={eps}" for r in rules for eps in eps_list) + " |"
     lines = [f"**{key}**", "", head, "|---" * (1 + len(rules) * len(eps_list)) + "|"]
     table: dict[str, dict] = {}
-    for e in entries:
-        table.setdefault(attack_name(e), {})[e["step"], e["eps"]] = e[key]
+    for r in results:
+        table.setdefault(row_name(r, several_models), {})[r.entry["step"], r.entry["eps"]] = r
     best = {
-        (r, eps): max(row.get((r, eps), float("-inf")) for row in table.values())
-        for r in rules
-        for eps in eps_list
+        cell: max(row[cell].entry[key] for row in table.values() if cell in row)
+        for cell in {c for row in table.values() for c in row}
     }
     for name, row in table.items():
         cells = []
-        for r in rules:
+        for rule in rules:
             for eps in eps_list:
-                v = row.get((r, eps))
-                text = "" if v is None else f"{v:.3f}"
-                cells.append(f"**{text}**" if v is not None and v == best[r, eps] else text)
+                r = row.get((rule, eps))
+                text = "" if r is None else f"{r.entry[key]:.3f}"
+                is_best = r is not None and r.entry[key] == best[rule, eps]
+                cells.append(f"**{text}**" if is_best else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def transfer_tables(transfer: list[dict]) -> list[str]:
+def _rule_rank(rule: str) -> tuple:
+    return (RULE_ORDER.index(rule) if rule in RULE_ORDER else len(RULE_ORDER), rule)
+
+
+def transfer_tables(results: list[Result]) -> list[str]:
     lines = []
-    for m in transfer:
-        cols = list(next(iter(m["matrix"].values())))
-        lines += [
-            "",
-            f"**transfer matrix, single-task {m['step']} eps={m['eps']}** "
-            "(row = attacked task, column = measured task, value = degradation)",
-            "",
-            "| attacked \\ measured | " + " | ".join(cols) + " |",
-            "|---" * (1 + len(cols)) + "|",
-        ]
-        for row, values in m["matrix"].items():
-            lines.append(f"| {row} | " + " | ".join(f"{values[c]:.3f}" for c in cols) + " |")
+    for model in dict.fromkeys(r.model for r in results):
+        own = [r for r in results if r.model == model]
+        matrices = sorted(transfer_matrices(own).items(), key=str)
+        for (step, eps, setting), (tasks, matrix) in matrices:
+            what = f"{model}, " if len({r.model for r in results}) > 1 else ""
+            lines += [
+                "",
+                f"**transfer matrix, {what}single-task {step} eps={eps}"
+                + (f" [{setting}]" if setting else "")
+                + "** (row = attacked task, column = measured task, value = degradation)",
+                "",
+                "| attacked \\ measured | " + " | ".join(tasks) + " |",
+                "|---" * (1 + len(tasks)) + "|",
+            ]
+            for name, values in zip(tasks, matrix):
+                lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     return lines
+
+
+def tables(paths: list[Path]) -> str:
+    """The whole Markdown output for results.json files under ``paths``."""
+    runs = load_runs(find_results(paths))
+    label_models(runs)
+    results = unique_results(runs)
+    if not results:
+        raise SystemExit(f"no results.json with attacks under {paths}; run the sweep first")
+    # results that would share a cell (same attack, rule, eps) are told apart by their identity
+    cell = lambda r: (r.model, row_name(r, False), r.entry["step"], r.entry["eps"])  # noqa: E731
+    distinguish(results, cell, model_names(runs))
+    several = len({r.model for r in results}) > 1
+    out = []
+    for key in AGGREGATES:
+        out += aggregate_table(results, key, several) + [""]
+    out += transfer_tables(results)
+    return "\n".join(duplicate_note(results) + out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("root", type=Path, help="folder searched for results.json files")
+    parser.add_argument("paths", type=Path, nargs="+", help="folders or results.json files")
     args = parser.parse_args()
-    entries, transfer = load_entries(args.root)
-    if not entries:
-        raise SystemExit(f"no results.json with attacks under {args.root}; run the sweep first")
-    for key in AGGREGATES:
-        print("\n".join(aggregate_table(entries, key)) + "\n")
-    print("\n".join(transfer_tables(transfer)))
+    print(tables(args.paths))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ def composed_attack(objective: str, step: str, tasks):
         f"attack.eps=[{EPS}]",
         "attack.task=depth_zbuffer",
         "attack.random_start=true",
-        "attack.steps=5",
     ]
+    if step != "fgsm":  # FGSM is one step of size eps by definition
+        overrides.append("attack.steps=5")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     ((label, attack),) = build_attacks(cfg, tasks)

@@ -27,6 +27,7 @@ ENTRY_KEYS = {
     "seconds",
     "flags",
     "diagnostics",
+    "identity",
 }
 
 
@@ -118,5 +119,5 @@ def test_run_dgba_apgd_over_eps(tiny_cfg):
 def test_bad_attack_config_is_a_clear_error(tiny_cfg):
     with pytest.raises(ValueError, match="attack.task='depth'.*segment_semantic"):
         run(tiny_cfg("attack=single", "attack.task=depth", "logger=none"))
-    with pytest.raises(TypeError, match="stepz"):
+    with pytest.raises(ValueError, match="attack.stepz is not a setting of attack=total"):
         run(tiny_cfg("attack=total", "+attack.stepz=3", "logger=none"))

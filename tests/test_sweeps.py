@@ -132,7 +132,8 @@ def test_killed_sweep_recomputes_only_missing_results(tmp_path):
     assert len(after) == 1 + 2 * 4  # clean + 2 attacks x 4 eps, each computed once
     assert all(after[p] == mtime for p, mtime in before.items())  # finished ones not redone
     log0 = (sweep / "0" / "run.log").read_text()
-    assert len(re.findall("reusing the finished result", log0)) == 4
+    assert len(re.findall("attack .*: reusing the finished result", log0)) == 4
+    assert "clean evaluation: reusing the finished result" in log0
     first = json.loads((sweep / "0" / "results.json").read_text())
     assert [e["eps"] for e in first["attacks"]] == [1, 2, 4, 8]
 
@@ -175,15 +176,15 @@ def test_torchrun_two_process_evaluation_equals_one_process(tmp_path):
 
 
 def test_torchrun_two_process_training(tmp_path):
-    run_dir = tmp_path / "ddp"
-    run_py(
+    proc = run_py(
         "attack=none",
         "logger=none",
         *TINY,
         *paths(tmp_path),
-        f"hydra.run.dir={run_dir}",
         launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
     )
+    (run_dir,) = (tmp_path / "out" / "runs").iterdir()  # both ranks name the same folder
+    assert (proc.stdout + proc.stderr).count("epoch 1/1") == 1  # only rank 0 logs INFO
     results = json.loads((run_dir / "results.json").read_text())
     assert results["model"]["cache_hit"] is False
     assert Path(results["model"]["checkpoint"]).is_file()

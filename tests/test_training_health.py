@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from defense_helpers import build, tiny_cfg
-from wandb_records import read_records, run_files
+from wandb_records import closed_records, run_files
 
 from mtl_attack.defense import NonFiniteLossError, fit
 from mtl_attack.defense.training import clean_views
@@ -46,7 +46,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
 
 def _history(run_file) -> list[dict[str, float]]:
     rows = []
-    for rec in read_records(run_file):
+    for rec in closed_records(run_file):  # waits for W&B's writer to finish the file
         if rec.WhichOneof("record_type") == "history":
             rows.append({item.key or "/".join(item.nested_key): item.value_json
                          for item in rec.history.item})  # fmt: skip

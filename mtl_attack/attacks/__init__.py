@@ -81,7 +81,12 @@ def build_attack(
 ) -> Attack:
     """Build ``step`` x ``objective`` (see :class:`IterativeAttack` for the arguments; eps and
     step_size in pixel levels). ``fgsm`` is one step of size eps (``steps`` is ignored)."""
-    rules = {"fgsm": SignStep, "pgd": SignStep, "mim": MomentumSign, "apgd": AutoPGD}
+    rules = {
+        "fgsm": lambda: SignStep("fgsm"),
+        "pgd": SignStep,
+        "mim": MomentumSign,
+        "apgd": AutoPGD,
+    }
     if step not in rules:
         raise ValueError(f"attack step rule must be one of {STEP_RULES}, got {step!r}")
     if step == "fgsm":

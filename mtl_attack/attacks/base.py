@@ -117,6 +117,12 @@ class IterativeAttack(Attack):
             raise ValueError(
                 f"attack.steps and attack.restarts must be >= 1, got {steps}, {restarts}"
             )
+        if getattr(step_rule, "name", "") == "fgsm" and (steps != 1 or step_size is not None):
+            given = f"attack.steps={steps}" if steps != 1 else f"attack.step_size={step_size}"
+            raise ValueError(
+                f"attack/step=fgsm is one step of size eps, but {given}; use attack/step=pgd "
+                "for an iterative attack"
+            )
         self.step_rule, self.objective = step_rule, objective
         self.steps, self.restarts, self.random_start = int(steps), int(restarts), random_start
         self.step_size = (eps / steps if step_size is None else float(step_size)) / 255.0

@@ -64,12 +64,22 @@ class StepRule:
 class SignStep(StepRule):
     """PGD / I-FGSM (Kurakin et al. 2017; Madry et al. 2018, L-inf):
     ``x <- P(x + alpha * sign(direction))``. One step of size eps is FGSM (Goodfellow et al.
-    2015)."""
+    2015): the same rule, labelled ``fgsm`` (conf/attack/step/fgsm.yaml).
 
-    name = "pgd"
+    Args:
+        name: the label results and logs carry (``pgd``, or ``fgsm`` for the one-step attack).
+    """
+
+    def __init__(self, name: str = "pgd"):
+        if name not in ("pgd", "fgsm"):
+            raise ValueError(f"SignStep name must be 'pgd' or 'fgsm', got {name!r}")
+        self.name = name
 
     def update(self, state, x, direction, score, k):
         return self.project(state, x + state["step_size"] * direction.sign())
+
+    def __repr__(self) -> str:
+        return f"SignStep(name={self.name!r})"
 
 
 class MomentumSign(StepRule):

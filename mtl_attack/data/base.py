@@ -13,7 +13,7 @@ class DatasetSource:
     Subclasses set ``name``, ``tasks`` (the task subset in use) and ``metrics`` (the metric
     convention: ``reference`` = the paper's code, ``libmtl``), and implement :meth:`prepare`
     (create or check the files; sets ``info`` to the train file's attributes) and :meth:`split`.
-    ``metric_set`` names the reported metrics (``nyuv2`` | ``taskonomy``, see
+    ``metric_set`` names the reported metrics (``nyuv2`` | ``taskonomy`` | ``cityscapes``, see
     :func:`mtl_attack.tasks.build_tasks`); ``l1_invalid`` is the target value the keypoint/edge
     losses ignore (the padding marker of the source's transform), ``None`` if there is none.
     """

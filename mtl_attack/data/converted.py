@@ -25,7 +25,7 @@ class ConvertedDataset(DatasetSource):
         self,
         root: str,
         tasks: Sequence[str],
-        crop: int,
+        crop: int | Sequence[int],
         scale: Sequence[float] = (0.5, 1.5),
         flip: bool = True,
         preload: bool = False,
@@ -33,12 +33,20 @@ class ConvertedDataset(DatasetSource):
     ):
         self.root = Path(root)
         self.tasks = check_task_names(tasks)
-        if crop < 16 or len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        side = isinstance(crop, int)
+        sides = [crop] if side else list(crop)
+        if (
+            len(sides) not in (1, 2)
+            or min(sides) < 16
+            or len(scale) != 2
+            or not (0 < scale[0] <= scale[1])
+        ):
             raise ValueError(
-                f"dataset.crop must be >= 16 and dataset.scale [lo, hi] with 0 < lo <= hi, "
-                f"got crop={crop}, scale={list(scale)}"
+                "dataset.crop must be a side >= 16 or [height, width] >= 16, and dataset.scale "
+                f"[lo, hi] with 0 < lo <= hi; got crop={sides if not side else crop}, "
+                f"scale={list(scale)}"
             )
-        self.crop = int(crop)
+        self.crop = int(crop) if side else (int(sides[0]), int(sides[-1]))
         self.scale = (float(scale[0]), float(scale[1]))
         self.flip = flip
         self.preload = preload

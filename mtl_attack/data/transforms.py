@@ -14,6 +14,7 @@ Randomness comes from torch's generator, which PyTorch seeds per DataLoader work
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -63,22 +64,37 @@ def hflip(image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
     return image[:, ::-1], out
 
 
-def _pad_crop(array: np.ndarray, fill: float, top: int, left: int, size: int) -> np.ndarray:
-    """Window (top, left, size x size) of ``array``; outside the array -> ``fill``.
-    ``top``/``left`` may be negative (padding before); the image is padded after, as in the
-    reference (pad bottom/right to the crop size, then crop)."""
-    out = np.full((size, size, *array.shape[2:]), fill, dtype=array.dtype)
+def crop_size(crop: int | Sequence[int]) -> tuple[int, int]:
+    """``crop`` as (height, width): one side for a square (NYUv2, Taskonomy) or [h, w]."""
+    if isinstance(crop, int | np.integer):
+        return int(crop), int(crop)
+    height, width = (int(c) for c in crop)
+    return height, width
+
+
+def _pad_crop(array: np.ndarray, fill: float, top: int, left: int, size) -> np.ndarray:
+    """Window (top, left, height x width) of ``array`` with ``size = (height, width)``;
+    outside the array -> ``fill``. The image is padded after (bottom/right), as in the
+    reference (pad to the crop size, then crop)."""
+    height, width = size
+    out = np.full((height, width, *array.shape[2:]), fill, dtype=array.dtype)
     h, w = array.shape[:2]
-    src = array[max(top, 0) : min(top + size, h), max(left, 0) : min(left + size, w)]
+    src = array[max(top, 0) : min(top + height, h), max(left, 0) : min(left + width, w)]
     out[: src.shape[0], : src.shape[1]] = src
     return out
 
 
 class ScaleCropFlip:
-    """Training augmentation: random scale, horizontal flip, pad + random crop to ``crop``."""
+    """Training augmentation: random scale, horizontal flip, pad + random crop to ``crop``
+    (one side for a square, or [height, width])."""
 
-    def __init__(self, crop: int, scale: tuple[float, float] = (0.5, 1.5), flip: bool = True):
-        self.crop = int(crop)
+    def __init__(
+        self,
+        crop: int | Sequence[int],
+        scale: tuple[float, float] = (0.5, 1.5),
+        flip: bool = True,
+    ):
+        self.crop = crop_size(crop)
         self.scale = (float(scale[0]), float(scale[1]))
         self.flip = flip
 
@@ -91,21 +107,23 @@ class ScaleCropFlip:
         if self.flip and float(torch.rand(())) < 0.5:
             image, targets = hflip(image, targets)
         # pad to at least the crop size (bottom/right), then a uniform random window
-        top = int(torch.randint(0, max(h, self.crop) - self.crop + 1, ()))
-        left = int(torch.randint(0, max(w, self.crop) - self.crop + 1, ()))
+        ch, cw = self.crop
+        top = int(torch.randint(0, max(h, ch) - ch + 1, ()))
+        left = int(torch.randint(0, max(w, cw) - cw + 1, ()))
         image = _pad_crop(image, 0, top, left, self.crop)
         out = {k: _pad_crop(v, PAD_VALUES[k], top, left, self.crop) for k, v in targets.items()}
         return image, out
 
 
 class Resize:
-    """Test-time resize to ``size`` x ``size`` (bilinear image, nearest labels)."""
+    """Test-time resize to ``size`` (one side for a square, or [height, width]; bilinear image,
+    nearest labels). A no-op when the stored images already have that size."""
 
-    def __init__(self, size: int):
-        self.size = int(size)
+    def __init__(self, size: int | Sequence[int]):
+        self.size = crop_size(size)
 
     def __call__(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
-        return resize_pair(image, targets, self.size, self.size)
+        return resize_pair(image, targets, *self.size)
 
 
 class TaskonomyEncode:

@@ -75,6 +75,7 @@ class TrainCheckpoint:
         self.path = Path(path)
         self.spec = _canonical(spec)
         self.write = write
+        self.extra: dict[str, Any] = {}  # what the last restored state carried beside weights
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -118,6 +119,7 @@ class TrainCheckpoint:
         state = self.read(map_location)
         if state is None:
             return 0
+        self.extra = dict(state.get("extra") or {})
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:

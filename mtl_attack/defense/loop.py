@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from mtl_attack.data.h5dataset import split_batch
 from mtl_attack.defense.checkpoint import TrainCheckpoint
+from mtl_attack.defense.health import LossHealth, TrainingDivergedError
 from mtl_attack.defense.sampler import EpochShuffle, epoch_seed
 from mtl_attack.defense.training import NonFiniteLossError, Views, train_step
 from mtl_attack.tasks import Task
@@ -40,6 +41,7 @@ class Progress:
     resumed_from: int | None = None
     sums: dict[str, float] = field(default_factory=dict)
     count: int = 0
+    health: LossHealth = field(default_factory=LossHealth)
 
 
 def _sampler(loader: DataLoader) -> EpochShuffle:
@@ -62,7 +64,7 @@ def _start_epoch(loader: DataLoader, epoch: int, skip_batches: int) -> None:
 def _save(ckpt: TrainCheckpoint | None, model, optimizer, scheduler, prog: Progress) -> None:
     broadcast_buffers(model)  # torchrun: every rank keeps rank 0's BatchNorm statistics
     if ckpt is not None:
-        ckpt.save(model, optimizer, scheduler, prog.step)
+        ckpt.save(model, optimizer, scheduler, prog.step, {"health": prog.health.state()})
         prog.saved = prog.step
 
 
@@ -91,21 +93,25 @@ def fit(
     checkpoint_every: int = 100,
     on_epoch_end: EpochHook | None = None,
     progress: bool = True,
+    divergence_factor: float = 100.0,
 ) -> Progress:
     """Train for ``epochs`` epochs, resuming from ``checkpoint`` when it holds a state.
 
     A checkpoint is written every ``checkpoint_every`` optimizer steps (0 = only at epoch ends)
     and after every epoch (after ``on_epoch_end``, so validation is not repeated on resume).
     A NaN/inf loss raises :class:`NonFiniteLossError` naming the last good checkpoint, which
-    is left untouched.
+    is left untouched. A loss that explodes (``divergence_factor`` x the first step's) or a run
+    that ends above its first epoch's loss raises :class:`TrainingDivergedError` and deletes
+    the training state (resuming it would reproduce the failure); see :mod:`.health`.
     """
     _start_epoch(loader, 0, 0)
     per_epoch = len(loader)
-    prog = Progress()
+    prog = Progress(health=LossHealth(divergence_factor))
     if checkpoint is not None and checkpoint.exists():
         prog.step = prog.saved = prog.resumed_from = checkpoint.restore(
             model, optimizer, scheduler, map_location=device
         )
+        prog.health.load(checkpoint.extra.get("health", {}))
         log.info("resuming training from %s at step %d", checkpoint.path, prog.step)
     for epoch in range(prog.step // per_epoch, epochs):
         _start_epoch(loader, epoch, prog.step - epoch * per_epoch)
@@ -119,13 +125,20 @@ def fit(
                 raise _non_finite(err, prog, epoch, checkpoint) from None
             prog.step += 1
             prog.count += 1
+            prog.health.step(sum(parts.values()))
             for name, value in parts.items():
                 prog.sums[name] = prog.sums.get(name, 0.0) + value
             if checkpoint_every and prog.step % checkpoint_every == 0:
                 if prog.step % per_epoch:  # the epoch-end save below covers the last batch
                     _save(checkpoint, model, optimizer, scheduler, prog)
+        means = {k: v / max(prog.count, 1) for k, v in prog.sums.items()}
         if on_epoch_end is not None:
-            means = {k: v / max(prog.count, 1) for k, v in prog.sums.items()}
             on_epoch_end(epoch, prog.step, means)
+        try:
+            prog.health.end_epoch(epoch, epochs, sum(means.values()), device)
+        except TrainingDivergedError as err:
+            if checkpoint is not None and checkpoint.write:
+                checkpoint.remove()
+            raise TrainingDivergedError(f"{err}; nothing was cached") from None
         _save(checkpoint, model, optimizer, scheduler, prog)
     return prog

@@ -14,6 +14,7 @@ from mtl_attack.runner.build import (
     model_stats,
     weight_spec,
 )
+from mtl_attack.runner.entry import one_line_errors, register_resolvers
 from mtl_attack.runner.main import run
 from mtl_attack.runner.training import train_model
 from mtl_attack.utils.env import seed_everything
@@ -26,8 +27,11 @@ __all__ = [
     "build_model",
     "loaders",
     "model_stats",
+    "one_line_errors",
     "run",
     "seed_everything",
     "train_model",
     "weight_spec",
 ]
+
+register_resolvers()  # ${run_stamp:} in conf/config.yaml

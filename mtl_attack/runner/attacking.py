@@ -1,48 +1,59 @@
-"""Attack wiring: every configured attack on the test split, logged, cached per result."""
+"""Attack wiring: every configured attack on the test split, logged, cached, locked."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from omegaconf import OmegaConf
 
-from mtl_attack.evaluation import evaluate_attack, flatten, metric_key, transfer_matrices
+from mtl_attack.evaluation import evaluate_attack, transfer_matrices
+from mtl_attack.evaluation.identity import result_identity
+from mtl_attack.evaluation.keys import (
+    ATTACK_TABLE,
+    EPS,
+    attack_key,
+    attack_name,
+    attack_record,
+    curve_key,
+    transfer_key,
+    vs_eps_key,
+)
 from mtl_attack.loggers import Logger
-from mtl_attack.runner.build import build_attacks, log
-from mtl_attack.utils.distributed import from_main, is_main
+from mtl_attack.runner.build import log
+from mtl_attack.utils.distributed import from_main, is_main, world
+
+#: identity fields shown as columns of the W&B attack table (beside the label)
+SETTING_COLUMNS = ("steps", "step_size", "random_start", "restarts", "seed")
 
 
 def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> None:
     """Scalars per attack, per-task metrics against eps as curves, transfer matrices."""
     for e in entries:
-        prefix = metric_key(
-            "attack", e["objective"], e["target_task"], e["step"], f"eps{e['eps']}"
-        )
-        scalars = {k: e[k] for k in ("avg_degradation", "min_degradation", "avg_loss_increase")}
-        logger.log(flatten(scalars | {"tasks": e["tasks"]}, prefix))
+        logger.log(attack_record(e, attack_key(e)))
         # the same numbers on an eps x-axis (W&B define_metric: vs_eps/* against eps)
-        curve = metric_key("vs_eps", e["objective"], e["target_task"], e["step"])
-        logger.log({"eps": e["eps"]} | flatten(scalars | {"tasks": e["tasks"]}, curve))
+        logger.log({EPS: e["eps"]} | attack_record(e, vs_eps_key(e)))
+    columns = ["objective", "step", "eps", "target", *SETTING_COLUMNS, "task", "metric", "value"]
     rows = [
-        [e["objective"], e["step"], e["eps"], e["target_task"] or "", t, m, v]
+        [e["objective"], e["step"], e["eps"], e["target_task"] or ""]
+        + [e["identity"].get(k) for k in SETTING_COLUMNS]
+        + [t, m, v]
         for e in entries
         for t, ms in e["tasks"].items()
         for m, v in ms.items()
     ]
-    logger.table(
-        "attack/metrics", ["objective", "step", "eps", "target", "task", "metric", "value"], rows
-    )
-    for task, metric in {(r[4], r[5]) for r in rows}:
+    logger.table(ATTACK_TABLE, columns, rows)
+    for task, metric in {(r[-3], r[-2]) for r in rows}:
         curves: dict[str, list[float]] = {}
         for e in entries:
-            name = metric_key(e["objective"], e["target_task"], e["step"])
-            curves.setdefault(name, []).append(e["tasks"][task][metric])
+            curves.setdefault(attack_name(e), []).append(e["tasks"][task][metric])
         xs = sorted({e["eps"] for e in entries})
         if len(xs) > 1 and all(len(c) == len(xs) for c in curves.values()):
-            logger.lines(metric_key("attack/curves", task, metric), xs, curves, "eps")
+            logger.lines(curve_key(task, metric), xs, curves, EPS)
     for m in transfer:
         names = list(m["matrix"])
         cols = list(next(iter(m["matrix"].values())))
         logger.heatmap(
-            metric_key("attack/transfer", m["step"], f"eps{m['eps']}"),
+            transfer_key(m["step"], m["eps"]),
             [[m["matrix"][r][c] for c in cols] for r in names],
             names,
             cols,
@@ -50,46 +61,75 @@ def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> No
         )
 
 
-def format_attacks(entries: list[dict]) -> str:
-    lines = [
-        f"{'attack':<34} {'eps':>4} {'avg_degr':>9} {'min_degr':>9} {'avg_loss+':>9}"
-        f" {'sec':>6}  flags"
-    ]
+def format_attacks(entries: list[dict], transfer: list[dict]) -> str:
+    """The printed summary: aggregates and each task's degradation per attack, then the
+    transfer matrices (row = attacked task, column = measured task)."""
+    tasks = list(entries[0]["tasks"]) if entries else []
+    width = max([len(t) for t in tasks] + [9])
+    head = f"{'attack':<34} {'eps':>4} {'avg_degr':>9} {'min_degr':>9} {'avg_loss+':>9}"
+    lines = [head + "".join(f" {t[:width]:>{width}}" for t in tasks) + f" {'sec':>6}  flags"]
     for e in entries:
-        name = metric_key(e["objective"], e["target_task"], e["step"])
+        name = attack_name(e)
+        per_task = "".join(f" {e['tasks'][t]['degradation']:>{width}.4f}" for t in tasks)
         lines.append(
             f"{name:<34} {e['eps']:>4} {e['avg_degradation']:>9.4f} "
-            f"{e['min_degradation']:>9.4f} {e['avg_loss_increase']:>9.4f} "
+            f"{e['min_degradation']:>9.4f} {e['avg_loss_increase']:>9.4f}{per_task} "
             f"{e['seconds']:>6.1f}  {','.join(e['flags'])}"
         )
+    for m in transfer:
+        cols = list(next(iter(m["matrix"].values())))
+        lines += ["", f"transfer, single-task {m['step']} eps={m['eps']} (row = attacked task)"]
+        lines.append(f"{'':<{width}}" + "".join(f" {c[:width]:>{width}}" for c in cols))
+        for row, values in m["matrix"].items():
+            cells = "".join(f" {values[c]:>{width}.4f}" for c in cols)
+            lines.append(f"{row[:width]:<{width}}{cells}")
     return "\n".join(lines)
 
 
 def attack_item(cfg, label: dict) -> dict:
-    """What identifies one attack result (besides the model and the test data)."""
+    """What identifies one attack result in the model's evaluation cache (the cache's context
+    adds the test data, the tasks and the evaluation settings)."""
     attack = OmegaConf.to_container(cfg.attack, resolve=True)
     rest = {k: v for k, v in attack.items() if k not in ("eps", "task")}
     return {"label": label, "attack": rest}
 
 
-def attack_model(cfg, model, tasks, test_loader, device, clean, logger, results=None) -> dict:
-    """Every configured attack on the test split: ``{"attacks": [...], "transfer": [...]}``.
+def cached_or_computed(results, item: dict, compute, what: str) -> dict:
+    """A finished result from ``results`` (a :class:`~mtl_attack.cache.ResultCache`), or
+    ``compute()`` stored there. In one process the item is locked meanwhile, so a concurrent
+    identical job waits and then reuses the result instead of computing it again."""
+    if results is None:
+        return compute()
+    alone = world()[1] == 1
+    with results.locked(item) if alone else nullcontext():
+        value = from_main(results.get(item) if is_main() else None)
+        if value is not None:
+            log.info("%s: reusing the finished result", what)
+            return value
+        value = compute()
+        if is_main():
+            results.put(item, value)
+        return value
 
-    ``results`` (a :class:`~mtl_attack.cache.ResultCache`) supplies finished (attack, eps)
-    results and stores new ones, so an interrupted sweep recomputes only what is missing.
+
+def attack_model(cfg, job, clean: dict, logger: Logger, context: dict, results=None) -> dict:
+    """Every attack of ``job.attacks`` (from :func:`build_attacks`) on the test split:
+    ``{"attacks": [...], "transfer": [...]}``. Each entry carries its complete ``identity``
+    (the label, every attack setting, and ``context``: the model, defense and evaluation data).
+    ``results`` (a ResultCache) supplies finished results and stores new ones.
     """
+    model, tasks, loader, device = job.model, job.tasks, job.test_loader, job.device
+    attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
     entries = []
-    for label, attack in build_attacks(cfg, tasks):
-        item = attack_item(cfg, label)
-        entry = from_main(results.get(item) if results is not None and is_main() else None)
-        if entry is not None:
-            log.info("attack %s: reusing the finished result", label)
-        else:
-            entry = evaluate_attack(
-                model, tasks, test_loader, device, attack, clean, label, progress=cfg.progress
+    for label, attack in job.attacks:
+
+        def compute(label=label, attack=attack):
+            return evaluate_attack(
+                model, tasks, loader, device, attack, clean, label, progress=cfg.progress
             )
-            if results is not None and is_main():
-                results.put(item, entry)
+
+        entry = cached_or_computed(results, attack_item(cfg, label), compute, f"attack {label}")
+        entry["identity"] = result_identity(label, attack_cfg, context)
         log.info(
             "attack %s: avg_degradation=%.4f min=%.4f avg_loss_increase=%.4f (%.1fs)",
             label,
@@ -102,5 +142,5 @@ def attack_model(cfg, model, tasks, test_loader, device, clean, logger, results=
     transfer = transfer_matrices(entries)
     log_attacks(logger, entries, transfer)
     if is_main():
-        print(format_attacks(entries))
+        print(format_attacks(entries, transfer))
     return {"attacks": entries, "transfer": transfer}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,16 @@ from mtl_attack.attacks import IterativeAttack
 from mtl_attack.cache import CheckpointCache
 from mtl_attack.data import DatasetSource
 from mtl_attack.defense import EpochShuffle
+from mtl_attack.evaluation.identity import LABEL_KEYS
 from mtl_attack.models import MultiTaskModel, describe_model
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import ShardedBatchSampler, world
 
 log = logging.getLogger("mtl_attack")
+
+
+class ConfigError(ValueError):
+    """A config value the runner cannot use; the message names the key and what to do."""
 
 
 def build_model(cfg: DictConfig, tasks: dict[str, Task]) -> nn.Module:
@@ -50,7 +56,7 @@ def eval_resolution(cfg: DictConfig) -> str:
     """``eval.resolution``: ``input`` (predictions upsampled in the model) or ``prediction``."""
     value = OmegaConf.select(cfg, "eval.resolution", default="input")
     if value not in ("input", "prediction"):
-        raise ValueError(f"eval.resolution must be 'input' or 'prediction', got {value!r}")
+        raise ConfigError(f"eval.resolution must be 'input' or 'prediction', got {value!r}")
     return value
 
 
@@ -126,6 +132,14 @@ def loaders(cfg: DictConfig, data: DatasetSource) -> tuple[DataLoader, DataLoade
     rank, size = world()
     workers = int(cfg.loader.num_workers)
     train_set = data.split("train", train=True)
+    usable = len(train_set) // size  # each rank trains on its shard
+    if usable < int(cfg.train.batch_size):
+        raise ConfigError(
+            f"the training split has {len(train_set)} images"
+            + (f" ({usable} per rank of {size})" if size > 1 else "")
+            + f", fewer than train.batch_size={cfg.train.batch_size}: not one full batch to "
+            "train on; lower train.batch_size or use more training images"
+        )
     train = DataLoader(
         train_set,
         batch_size=cfg.train.batch_size,
@@ -146,34 +160,62 @@ def build_defense(cfg: DictConfig, tasks: dict[str, Task]):
     return instantiate(cfg.defense)(tasks=tasks)
 
 
-ATTACK_LABELS = ("name", "eps", "task", "objective", "step")  # the rest is IterativeAttack's
+def loop_settings(acfg: DictConfig) -> dict[str, Any]:
+    """The ``IterativeAttack`` arguments of ``cfg.attack``; an unknown key is a ConfigError."""
+    loop = {
+        k: v for k, v in OmegaConf.to_container(acfg, resolve=True).items() if k not in LABEL_KEYS
+    }
+    allowed = [p for p in inspect.signature(IterativeAttack).parameters if p not in SUPPLIED]
+    unknown = sorted(set(loop) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"attack.{unknown[0]} is not a setting of attack={acfg.name}; its settings are "
+            f"eps, task, {', '.join(allowed)} (and attack.objective.*, attack.step.*)"
+        )
+    return loop
+
+
+#: IterativeAttack arguments the runner supplies itself
+SUPPLIED = ("step_rule", "objective", "tasks", "eps")
+
+
+def attack_targets(acfg: DictConfig, tasks: dict[str, Task]) -> list[str | None]:
+    """The attacked task of each single-task attack (``None`` for multi-task objectives)."""
+    if acfg.name != "single":
+        return [None]
+    if acfg.task is None:
+        raise ConfigError(f"attack=single needs attack.task=<one of {list(tasks)}> or all")
+    if acfg.task != "all" and acfg.task not in tasks:
+        raise ConfigError(
+            f"attack.task={acfg.task!r} is not a task of this dataset; use one of "
+            f"{list(tasks)} or all"
+        )
+    return list(tasks) if acfg.task == "all" else [str(acfg.task)]
 
 
 def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, IterativeAttack]]:
     """One attack per (eps, target task) of ``cfg.attack``: ``[(label, attack)]``.
 
     ``attack.objective`` is a partial called with the tasks (and ``task=`` for single);
-    ``attack.step`` is the step rule; every other key is an ``IterativeAttack`` argument, so a
-    misspelled key fails with that constructor's TypeError.
+    ``attack.step`` is the step rule (its ``name`` is the label: fgsm, pgd, mim, apgd); every
+    other key is an ``IterativeAttack`` argument. Everything is checked here, before any
+    training: a misspelled key, an unknown task or a bad budget is a one-line ConfigError.
     """
     acfg = cfg.attack
     objective = instantiate(acfg.objective)
     step_rule = instantiate(acfg.step)
-    loop = {
-        k: v
-        for k, v in OmegaConf.to_container(acfg, resolve=True).items()
-        if k not in ATTACK_LABELS
-    }
-    targets: list[str | None] = [None]
-    if acfg.name == "single":
-        if acfg.task is None:
-            raise ValueError(f"attack=single needs attack.task=<one of {list(tasks)}> or all")
-        targets = list(tasks) if acfg.task == "all" else [str(acfg.task)]
-    eps_list = acfg.eps if OmegaConf.is_list(acfg.eps) else [acfg.eps]
+    loop = loop_settings(acfg)
+    targets = attack_targets(acfg, tasks)
+    eps_list = list(acfg.eps) if OmegaConf.is_list(acfg.eps) else [acfg.eps]
+    if not eps_list:
+        raise ConfigError("attack.eps is empty; give budgets in pixel levels, e.g. [2,4,8]")
     attacks = []
     for eps in eps_list:
         for target in targets:
-            obj = objective(tasks, task=target) if target else objective(tasks)
+            try:
+                obj = objective(tasks, task=target) if target else objective(tasks)
+            except TypeError as err:
+                raise ConfigError(f"attack.objective of attack={acfg.name}: {err}") from None
             label = {
                 "objective": acfg.name,
                 "step": step_rule.name,

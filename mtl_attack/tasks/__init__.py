@@ -36,7 +36,8 @@ def build_tasks(
     ``class_weights`` reach the segmentation loss (and Taskonomy's ``err`` metric);
     ``l1_invalid`` marks target pixels the L1 tasks (keypoints, edges) ignore, e.g. padding;
     ``metric_set`` picks the reported metrics: ``nyuv2`` (mIoU, angles, depth errors; also the
-    synthetic benchmark's) or ``taskonomy`` (err, cosine_similarity, abs_err, key_err, edge_err).
+    synthetic benchmark's), ``taskonomy`` (err, cosine_similarity, abs_err, key_err, edge_err)
+    or ``cityscapes`` (the nyuv2 set; under ``libmtl`` depth reports abs_err and rel_err only).
     """
     tasks: dict[str, Task] = {}
     for name in check_task_names(names):

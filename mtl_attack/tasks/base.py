@@ -70,11 +70,12 @@ class Task(ABC):
         return f"{type(self).__name__}(name={self.name!r}, channels={self.channels})"
 
 
-METRIC_SETS = ("nyuv2", "taskonomy")
+METRIC_SETS = ("nyuv2", "taskonomy", "cityscapes")
 
 
 def check_metric_set(metric_set: str) -> str:
-    """``nyuv2`` (also the synthetic benchmark's) or ``taskonomy`` (datasets.md §5)."""
+    """``nyuv2`` (also the synthetic benchmark's), ``taskonomy`` (datasets.md §5) or
+    ``cityscapes`` (the nyuv2 definitions; LibMTL reports no depth deltas, docs/cityscapes.md)."""
     if metric_set not in METRIC_SETS:
         raise ValueError(f"metric_set must be one of {list(METRIC_SETS)}, got {metric_set!r}")
     return metric_set

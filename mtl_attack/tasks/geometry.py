@@ -106,7 +106,8 @@ class Depth(Task):
     """``depth_zbuffer``: prediction (B, 1, H, W) in the target's units; target 0 = invalid.
 
     Loss: L1 over valid pixels, per sample. ``metric_set="taskonomy"`` reports only abs_err
-    (on the log-normalized depth the Taskonomy transform produces).
+    (on the log-normalized depth the Taskonomy transform produces); ``"cityscapes"`` with the
+    ``libmtl`` convention only abs_err and rel_err, as LibMTL's ``examples/cityscapes``.
     """
 
     name = "depth_zbuffer"
@@ -124,6 +125,8 @@ class Depth(Task):
         self.metric_set = check_metric_set(metric_set)
         if metric_set == "taskonomy":
             self.higher_is_better = {"abs_err": False}
+        elif metric_set == "cityscapes" and convention == "libmtl":
+            self.higher_is_better = {"abs_err": False, "rel_err": False}
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = labels_at(target, pred)

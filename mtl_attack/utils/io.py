@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("mtl_attack")
 
 
 @contextmanager
@@ -20,6 +24,7 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -50,17 +55,37 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: errors that mean "this folder cannot be written" (a shared read-only cache)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 @contextmanager
 def file_lock(path: str | os.PathLike):
     """Hold an exclusive advisory lock on ``path`` (created if needed) while in the block.
 
-    Parallel jobs of a sweep use it so a dataset is generated, and a model trained, only once.
+    Parallel jobs of a sweep use it so a dataset is generated, a model trained and an
+    evaluation computed only once. In a read-only folder (a shared, finished cache) no lock can
+    be taken and none is needed for reading: the block runs unlocked.
     """
     import fcntl
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115 - closed below
+    except OSError as err:
+        if err.errno not in READ_ONLY:
+            raise
+        log.debug("no lock at %s (%s): read-only folder, running unlocked", path, err)
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -1,4 +1,4 @@
-"""Command lines of ``scripts/prepare_nyuv2.py`` and ``scripts/prepare_taskonomy.py``.
+"""Command lines of ``scripts/prepare_{nyuv2,taskonomy,cityscapes}.py``.
 
 ``main_*(argv) -> bool`` (True = written, False = already up to date) raise
 :class:`~mtl_attack.data.schema.DatasetFileError`, ``ValueError`` or ``FileExistsError`` with
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from mtl_attack.data.convert.cityscapes_mtan import mtan_plans as cityscapes_mtan_plans
+from mtl_attack.data.convert.cityscapes_raw import TARGETS, parse_size, raw_plans
 from mtl_attack.data.convert.common import write_splits
 from mtl_attack.data.convert.nyuv2_files import adashare_plans, mtan_plans
 from mtl_attack.data.convert.nyuv2_mat import TASKS as NYU_TASKS
@@ -109,3 +111,46 @@ def main_taskonomy(argv: Sequence[str] | None = None) -> bool:
         args.root, buildings, args.size, args.uncertain, args.prior_factor, args.skip_incomplete
     )
     return _write(args, *made[:1], ALL_TASKS, *made[1:])
+
+
+CITYSCAPES_TASKS = ("segment_semantic", "depth_zbuffer")
+
+
+def cityscapes_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Convert Cityscapes into train.h5/test.h5 (README).")
+    p.add_argument("--source", required=True, choices=["raw", "mtan"])
+    p.add_argument(
+        "--root",
+        required=True,
+        help="raw: folder holding leftImg8bit/ gtFine/ disparity/ camera/; mtan: the folder "
+        "holding train/ and val/",
+    )
+    p.add_argument(
+        "--classes", type=int, default=19, choices=[19, 7], help="train ids | categories"
+    )
+    p.add_argument(
+        "--target",
+        default="depth",
+        choices=list(TARGETS),
+        help="raw: depth in metres (baseline * fx / disparity) or disparity in pixels",
+    )
+    p.add_argument("--size", help="raw: stored HEIGHTxWIDTH (default 256x512; 128x256 as LibMTL)")
+    p.add_argument("--max-depth", type=float, help="raw, depth: farther pixels become invalid")
+    _common(p)
+    return p
+
+
+def main_cityscapes(argv: Sequence[str] | None = None) -> bool:
+    args = cityscapes_parser().parse_args(argv)
+    if args.source == "raw":
+        size = parse_size(args.size or "256x512")
+        made = raw_plans(args.root, args.classes, args.target, size, args.max_depth)
+    else:
+        given = [f for f in ("size", "max_depth") if getattr(args, f) is not None]
+        if given or args.target != "depth":
+            flag = given[0].replace("_", "-") if given else "target"
+            raise ValueError(
+                f"--{flag} applies to --source raw; mtan files are stored as released"
+            )
+        made = cityscapes_mtan_plans(args.root, args.classes)
+    return _write(args, *made[:1], CITYSCAPES_TASKS, *made[1:])
