@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -93,3 +93,55 @@ def transfer_matrices(entries: list[dict]) -> list[dict]:
         for (step, eps), group in groups.items()
         if len(group) > 1
     ]
+
+
+Labelled = tuple[Mapping[str, object], Attack]
+
+
+def attack_label(attack: Attack) -> dict[str, object]:
+    """The ``results.json`` label of an attack built in Python (e.g. by ``build_attack``)."""
+    objective = getattr(attack, "objective", None)
+    step = getattr(attack, "step_rule", None)
+    eps = attack.eps_levels
+    return {
+        "objective": getattr(objective, "name", type(attack).__name__),
+        "step": getattr(step, "name", None),
+        "eps": int(eps) if float(eps).is_integer() else eps,
+        "target_task": getattr(objective, "task", None),
+    }
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    tasks: Mapping[str, Task],
+    loader: DataLoader,
+    attacks: Sequence[Attack | Labelled],
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> dict:
+    """Clean metrics, every attack, transfer matrices: the Python API without Hydra.
+
+    Returns the evaluation part of ``results.json``: ``{"clean": {task: {metric: value,
+    "loss"}}, "attacks": [entry, ...], "transfer": [...]}``, each entry with ``objective``,
+    ``step``, ``eps``, ``target_task``, per-task metrics with ``degradation`` and
+    ``loss_increase``, ``avg_degradation``, ``min_degradation``, ``avg_loss_increase``,
+    ``seconds``, ``flags`` and ``diagnostics``. ``attacks`` are :class:`Attack` objects (their
+    label is read from them) or ``(label, attack)`` pairs.
+
+    Example::
+
+        model = wrap_model(net, tasks, input={"scale": 255}, outputs={"seg": "segment_semantic"})
+        attacks = [build_attack("dgba", "pgd", tasks, eps=e) for e in (2, 4, 8)]
+        results = evaluate_robustness(model, tasks, test_loader, attacks)
+    """
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = torch.device(device)
+    clean = evaluate(model, tasks, loader, device, progress=progress, desc="clean eval")
+    entries = []
+    for item in attacks:
+        label, attack = item if isinstance(item, tuple) else (attack_label(item), item)
+        entries.append(
+            evaluate_attack(model, tasks, loader, device, attack, clean, label, progress)
+        )
+    return {"clean": clean, "attacks": entries, "transfer": transfer_matrices(entries)}
