@@ -41,7 +41,10 @@ def test_identity_names_every_setting_and_what_was_attacked(tiny_cfg):
     assert identity["model"] == results["model"]["key"]
     assert Path(results["model"]["checkpoint"]).parent.name == identity["model"]
     assert identity["defense"] == "none" and identity["dataset"] == "synthetic"
-    assert identity["metrics"] == "reference" and identity["eval"] == {"batch_size": 24}
+    assert identity["metrics"] == "reference" and identity["eval"] == {
+        "batch_size": 24,
+        "resolution": "input",
+    }
 
 
 def sweep(tiny_cfg, jobs: list[list[str]]) -> list[dict]:

@@ -8,16 +8,20 @@ from mtl_attack.evaluation.degradation import (
 from mtl_attack.evaluation.evaluate import evaluate, split_batch
 from mtl_attack.evaluation.keys import flatten, metric_key
 from mtl_attack.evaluation.robustness import (
+    attack_label,
     evaluate_attack,
+    evaluate_robustness,
     evaluate_views,
     sanity_flags,
     transfer_matrices,
 )
 
 __all__ = [
+    "attack_label",
     "evaluate",
     "evaluate_attack",
     "evaluate_views",
+    "evaluate_robustness",
     "flatten",
     "metric_key",
     "relative_degradation",

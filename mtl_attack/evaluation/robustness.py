@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from mtl_attack.attacks import Attack, AttackStats
 from mtl_attack.data.h5dataset import split_batch
 from mtl_attack.evaluation.degradation import Metrics, summarize, transfer_matrix
-from mtl_attack.evaluation.evaluate import Totals
+from mtl_attack.evaluation.evaluate import Totals, evaluate
 from mtl_attack.evaluation.keys import attack_name, flatten
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import all_reduce_sum
@@ -163,3 +163,62 @@ def transfer_matrices(entries: list[dict]) -> list[dict]:
         for (step, eps), group in groups.items()
         if len(group) > 1
     ]
+
+
+Labelled = tuple[Mapping[str, object], Attack]
+
+
+def attack_label(attack: Attack) -> dict[str, object]:
+    """The ``results.json`` label of an attack built in Python (e.g. by ``build_attack``); an
+    ensemble or a frontier is labelled as a whole (its views add their ``variant``)."""
+    objective = getattr(attack, "objective", None)
+    step = getattr(attack, "step_rule", None)
+    members = getattr(attack, "members", None)
+    if members:
+        step = getattr(next(iter(members.values())), "step_rule", None)
+    eps = attack.eps_levels
+    label = {
+        "objective": type(attack).__name__.lower()
+        if members
+        else getattr(objective, "name", type(attack).__name__),
+        "step": getattr(step, "name", None),
+        "eps": int(eps) if float(eps).is_integer() else eps,
+        "target_task": getattr(objective, "task", None),
+    }
+    variant = getattr(objective, "variant", None)
+    return label | ({"variant": variant} if variant is not None else {})
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    tasks: Mapping[str, Task],
+    loader: DataLoader,
+    attacks: Sequence[Attack | Labelled],
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> dict:
+    """Clean metrics, every attack, transfer matrices: the Python API without Hydra.
+
+    Returns the evaluation part of ``results.json``: ``{"clean": {task: {metric: value,
+    "loss"}}, "attacks": [entry, ...], "transfer": [...]}``, each entry with ``objective``,
+    ``step``, ``eps``, ``target_task``, per-task metrics with ``degradation`` and
+    ``loss_increase``, ``avg_degradation``, ``min_degradation``, ``avg_loss_increase``,
+    ``seconds``, ``flags`` and ``diagnostics``. ``attacks`` are :class:`Attack` objects (their
+    label is read from them) or ``(label, attack)`` pairs; an ensemble or a frontier gives one
+    entry per result (``variant``).
+
+    Example::
+
+        model = wrap_model(net, tasks, input={"scale": 255}, outputs={"seg": "segment_semantic"})
+        attacks = [build_attack("dgba", "pgd", tasks, eps=e) for e in (2, 4, 8)]
+        results = evaluate_robustness(model, tasks, test_loader, attacks)
+    """
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = torch.device(device)
+    clean = evaluate(model, tasks, loader, device, progress=progress, desc="clean eval")
+    entries = []
+    for item in attacks:
+        label, attack = item if isinstance(item, tuple) else (attack_label(item), item)
+        entries += evaluate_views(model, tasks, loader, device, attack, clean, label, progress)
+    return {"clean": clean, "attacks": entries, "transfer": transfer_matrices(entries)}

@@ -178,8 +178,27 @@ def enumerate_layouts(num_tasks: int, num_blocks: int) -> list[Layout]:
     return list(_enumerate(num_tasks, num_blocks))
 
 
+def treemtl_order(index: int, num_tasks: int, num_blocks: int) -> list[list[Group]]:
+    """The task groups of layout ``index`` per block in the order TreeMTL's state lists them.
+
+    TreeMTL's ``apply_cut`` removes the cut group from blocks i..B-1 and appends its two parts
+    (the part without the group's smallest task first) at the end of each block's list; its
+    models number their trunk nodes in this order (models.md section 3), e.g. index 20 of 3
+    tasks: ``[[(0, 1, 2)], [(1, 2), (0,)], [(1, 2), (0,)], [(0,), (2,), (1,)], ...]``.
+    """
+    states = _states(num_tasks, num_blocks)
+    if not isinstance(index, int) or not 0 <= index < len(states):
+        layout_at(index, num_tasks, num_blocks)  # raises the out-of-range message
+    return [list(part) for part in states[index]]
+
+
 @functools.lru_cache(maxsize=16)
 def _enumerate(num_tasks: int, num_blocks: int) -> tuple[Layout, ...]:
+    return tuple(Layout(_canonical(s), num_tasks) for s in _states(num_tasks, num_blocks))
+
+
+@functools.lru_cache(maxsize=16)
+def _states(num_tasks: int, num_blocks: int) -> tuple[tuple[tuple[Group, ...], ...], ...]:
     if num_tasks < 1 or num_blocks < 1:
         raise ValueError(f"need at least one task and one block, got {num_tasks}, {num_blocks}")
     # a state is a list (per block) of lists of groups, in creation order: the order matters
@@ -201,7 +220,7 @@ def _enumerate(num_tasks: int, num_blocks: int) -> tuple[Layout, ...]:
                         explore(cut, i)
 
     explore(root, 0)
-    return tuple(Layout(_canonical(state), num_tasks) for state in found)
+    return tuple(tuple(tuple(part) for part in state) for state in found)
 
 
 def _canonical(state: Sequence[Sequence[Group]]) -> tuple[tuple[Group, ...], ...]:

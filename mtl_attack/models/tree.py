@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mtl_attack.models.backbones.base import Backbone
+from mtl_attack.models.convention import InputConvention
 from mtl_attack.models.sharing import Group, Layout, sharing_degree
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std per channel: the model's first layer, so attacks work in pixel space."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
 
 
 def node_name(block: int, group: Group) -> str:
@@ -67,14 +56,19 @@ class BranchedTrunk(nn.Module):
 class MultiTaskModel(nn.Module):
     """``model(images) -> dict[task, prediction]``.
 
-    Images are float (B, 3, H, W) in [0, 1]; every prediction is upsampled (bilinear) to
-    (B, C_task, H, W), the input resolution, which is also the label resolution.
+    Images are float (B, 3, H, W) in [0, 1], RGB. With ``upsample`` (``eval.resolution=input``)
+    every prediction is upsampled (bilinear) to (B, C_task, H, W), the input resolution, which
+    is also the label resolution; without it (``eval.resolution=prediction``, the paper's code)
+    predictions keep the heads' resolution (1/8 for DeepLab) and the tasks resize labels.
 
     Args:
         backbone: block template (weights are copied into every tree node).
         layout: which tasks share which blocks; task i of the layout is ``task_channels``' i-th.
         task_channels: task name -> prediction channels (ordered like the layout's tasks).
         head: ``head(in_channels, out_channels) -> nn.Module``, called once per task.
+        normalize: the input convention (first layer); default: the backbone's mean and std
+            on [0, 1] RGB images.
+        upsample: upsample predictions to the input size.
     """
 
     def __init__(
@@ -83,12 +77,15 @@ class MultiTaskModel(nn.Module):
         layout: Layout,
         task_channels: dict[str, int],
         head: Callable[[int, int], nn.Module],
+        normalize: InputConvention | None = None,
+        upsample: bool = True,
     ):
         super().__init__()
         if layout.num_tasks != len(task_channels):
             raise ValueError(f"layout is for {layout.num_tasks} tasks, got {list(task_channels)}")
         self.task_names = list(task_channels)
-        self.normalize = Normalize(backbone.mean, backbone.std)
+        self.normalize = normalize or InputConvention(backbone.mean, backbone.std)
+        self.upsample = upsample
         self.trunk = BranchedTrunk(backbone, layout)
         self.heads = nn.ModuleDict(
             {t: head(self.trunk.out_channels, c) for t, c in task_channels.items()}
@@ -104,7 +101,7 @@ class MultiTaskModel(nn.Module):
         out = {}
         for name, feat in zip(self.task_names, feats):
             pred = self.heads[name](feat)
-            if pred.shape[-2:] != size:
+            if self.upsample and pred.shape[-2:] != size:
                 pred = F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
             out[name] = pred
         return out

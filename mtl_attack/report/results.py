@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_attack.evaluation.identity import identity_from_run, short_name
+from mtl_attack.loggers import flat_config
 
 
 @dataclass
@@ -81,15 +82,10 @@ def load_runs(files: list[Path]) -> list[dict[str, Any]]:
     return runs
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, name))
-        else:
-            out[name] = json.dumps(value, sort_keys=True) if isinstance(value, list) else value
-    return out
+def _flat(tree: dict[str, Any]) -> dict[str, Any]:
+    """``{"eval": {"batch_size": 8}}`` -> ``{"eval.batch_size": 8}``, lists as JSON text."""
+    flat = flat_config(tree)
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flat.items()}
 
 
 def identity_key(identity: dict[str, Any]) -> str:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import inspect
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.utils.data import DataLoader
 
 from mtl_attack.attacks import Attack, Ensemble, Frontier, IterativeAttack, SingleTask
+from mtl_attack.cache import CheckpointCache
 from mtl_attack.data import DatasetSource
 from mtl_attack.defense import EpochShuffle
 from mtl_attack.evaluation.identity import LABEL_KEYS
-from mtl_attack.models import MultiTaskModel, sharing_stats
+from mtl_attack.models import MultiTaskModel, describe_model
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import ShardedBatchSampler, world
 
@@ -26,20 +29,46 @@ class ConfigError(ValueError):
     """A config value the runner cannot use; the message names the key and what to do."""
 
 
-def build_model(cfg: DictConfig, tasks: dict[str, Task]) -> MultiTaskModel:
-    backbone = instantiate(cfg.backbone.trunk)
-    layout = instantiate(cfg.sharing)(
-        num_tasks=len(tasks), num_blocks=backbone.num_blocks, task_names=list(tasks)
-    )
-    head = instantiate(cfg.backbone.head)
-    return MultiTaskModel(backbone, layout, {n: t.channels for n, t in tasks.items()}, head)
+def build_model(cfg: DictConfig, tasks: dict[str, Task]) -> nn.Module:
+    """The ``model`` group: ``tree`` (the ``backbone`` x ``sharing`` groups x heads, trained
+    here) or a model imported from a weights file (``external``, ``treemtl``)."""
+    upsample = eval_resolution(cfg) == "input"
+    if model_kind(cfg) == "tree":
+        backbone = instantiate(cfg.backbone.trunk)
+        layout = instantiate(cfg.sharing)(
+            num_tasks=len(tasks), num_blocks=backbone.num_blocks, task_names=list(tasks)
+        )
+        head = instantiate(cfg.backbone.head)
+        channels = {n: t.channels for n, t in tasks.items()}
+        return MultiTaskModel(backbone, layout, channels, head, upsample=upsample)
+    node = OmegaConf.to_container(cfg.model, resolve=True)
+    node.pop("name")
+    model = instantiate(node, _convert_="all")(tasks=tasks, upsample=upsample)
+    model.source["fine_tuned"] = adversarial(cfg)
+    return model
 
 
-def model_stats(model: MultiTaskModel) -> dict[str, Any]:
-    """Parameter counts, layout and sharing degree; logged once per run."""
-    stats = sharing_stats(model)
+def model_kind(cfg: DictConfig) -> str:
+    return str(OmegaConf.select(cfg, "model.name", default="tree"))
+
+
+def eval_resolution(cfg: DictConfig) -> str:
+    """``eval.resolution``: ``input`` (predictions upsampled in the model) or ``prediction``."""
+    value = OmegaConf.select(cfg, "eval.resolution", default="input")
+    if value not in ("input", "prediction"):
+        raise ConfigError(f"eval.resolution must be 'input' or 'prediction', got {value!r}")
+    return value
+
+
+def adversarial(cfg: DictConfig) -> bool:
+    return OmegaConf.select(cfg, "defense.name", default="none") != "none"
+
+
+def model_stats(model: nn.Module) -> dict[str, Any]:
+    """Parameter counts, layout and sharing degree (and the imported file); logged once."""
+    stats = describe_model(model)
     log.info(
-        "model: %d parameters (%d in shared blocks), sharing degree %.3f, layout %s",
+        "model: %d parameters (%s in shared blocks), sharing degree %s, layout %s",
         stats["params_total"],
         stats["params_shared"],
         stats["sharing_degree"],
@@ -48,14 +77,50 @@ def model_stats(model: MultiTaskModel) -> dict[str, Any]:
     return stats
 
 
-def weight_spec(cfg: DictConfig, model: MultiTaskModel, data: DatasetSource) -> dict[str, Any]:
+def weight_spec(cfg: DictConfig, model: nn.Module, data: DatasetSource) -> dict[str, Any]:
     """Everything that changes the trained weights: the checkpoint cache key."""
+    if model_kind(cfg) != "tree":
+        return imported_spec(cfg, model, data)
     pick = ("dataset", "backbone", "train", "defense", "seed")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     spec = {k: resolved.get(k) for k in pick}
     spec["tasks"] = list(data.tasks)
     spec["layout"] = model.layout.as_lists()
+    if eval_resolution(cfg) != "input":  # losses at the prediction size train other weights
+        spec["resolution"] = eval_resolution(cfg)
     return spec
+
+
+def imported_spec(cfg: DictConfig, model: nn.Module, data: DatasetSource) -> dict[str, Any]:
+    """Cache key of an imported model: the weights file's content hash (not its path), how the
+    file is read and, when it is fine-tuned (``defense=adv_train``), what training adds."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    read = {k: v for k, v in resolved["model"].items() if k != "checkpoint"}
+    spec = {
+        "model": read | {"sha256": model.source["sha256"]},
+        "tasks": list(data.tasks),
+        "resolution": eval_resolution(cfg),
+        "defense": resolved["defense"],
+    }
+    if adversarial(cfg):
+        spec |= {k: resolved[k] for k in ("dataset", "train", "seed")}
+    return spec
+
+
+def imported_as_is(cfg: DictConfig, model: nn.Module, cache: CheckpointCache) -> bool:
+    """An imported model without ``defense=adv_train`` is evaluated, never trained: says so,
+    and points ``cache.weights`` at the imported file (its folder keeps the evaluations)."""
+    if model_kind(cfg) == "tree" or adversarial(cfg):
+        return False
+    cache.weights = Path(model.source["checkpoint"])
+    log.info(
+        "model=%s: evaluating the imported weights %s (sha256 %s) as they are; not trained "
+        "(defense=adv_train would fine-tune them)",
+        model_kind(cfg),
+        cache.weights,
+        model.source["sha256"][:12],
+    )
+    return True
 
 
 def loaders(cfg: DictConfig, data: DatasetSource) -> tuple[DataLoader, DataLoader]:

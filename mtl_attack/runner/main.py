@@ -27,6 +27,7 @@ from mtl_attack.runner.build import (
     build_defense,
     build_model,
     loaders,
+    model_kind,
     model_stats,
 )
 from mtl_attack.runner.training import defense_record, trained_model
@@ -82,6 +83,7 @@ def axis_tags(cfg: DictConfig) -> list[str]:
     index = cfg.sharing.get("index")
     sharing = name(cfg.sharing) + (f"_{index}" if index is not None else "")
     return [
+        f"model={OmegaConf.select(cfg, 'model.name', default='tree')}",
         f"dataset={name(cfg.dataset)}",
         f"backbone={name(cfg.backbone.trunk)}",
         f"sharing={sharing}",
@@ -157,7 +159,7 @@ def evaluate_job(cfg: DictConfig, job: Job, logger: Logger) -> dict[str, Any]:
     cache, cache_hit = trained_model(
         cfg, model, tasks, job.data, job.device, logger, job.train_loader, loader
     )
-    untrained = int(cfg.train.epochs) == 0
+    untrained = int(cfg.train.epochs) == 0 and model_kind(cfg) == "tree"
     key = cache.key + ("-untrained" if untrained else "")  # the weights' identity
     stored = None if untrained else ResultCache(cache.dir, evaluation_context(cfg, tasks))
 

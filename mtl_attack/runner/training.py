@@ -14,7 +14,13 @@ from mtl_attack.defense import TrainCheckpoint, fit
 from mtl_attack.evaluation import evaluate
 from mtl_attack.evaluation.keys import EPOCH, TRAIN_STEP, metrics_record, train_loss_key, val_key
 from mtl_attack.loggers import Logger
-from mtl_attack.runner.build import build_defense, log, weight_spec
+from mtl_attack.runner.build import (
+    build_defense,
+    imported_as_is,
+    log,
+    model_kind,
+    weight_spec,
+)
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import barrier, from_main, is_main, world
 from mtl_attack.utils.io import file_lock
@@ -84,7 +90,9 @@ def trained_model(cfg, model, tasks, data, device, logger, train_loader, test_lo
     ``train.epochs=0`` evaluates the untrained model and caches nothing.
     """
     cache = CheckpointCache(cfg.paths.checkpoints, weight_spec(cfg, model, data))
-    if int(cfg.train.epochs) == 0:
+    if imported_as_is(cfg, model, cache):
+        return cache, False
+    if int(cfg.train.epochs) == 0 and model_kind(cfg) == "tree":
         log.warning(
             "train.epochs=0: evaluating the UNTRAINED (randomly initialized) model; nothing is "
             "cached and results.json marks it untrained"

@@ -1,7 +1,12 @@
 """A vision task: output channels, a per-sample loss, streaming metrics and their directions.
 
-Predictions reach a task at the label resolution (the model upsamples its outputs to the input
-size, bilinearly); losses are masked means over the valid pixels of each sample, shape ``[B]``.
+Losses are masked means over the valid pixels of each sample, shape ``[B]``. Predictions may come
+at any resolution. When it differs from the labels', the reference code's convention applies
+(``eval.resolution=prediction``, models.md section 4): a loss compares the prediction with the
+labels resized to it (:func:`labels_at`), a metric compares the labels with the prediction
+resized to them (:func:`prediction_at`), both nearest neighbour, so an ignored pixel stays
+ignored and no label value is invented. With ``eval.resolution=input`` the model upsamples its
+outputs to the input (= label) size and nothing is resized here.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import torch
+import torch.nn.functional as F
 
 
 class Meter(ABC):
@@ -80,3 +86,24 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.to(values.dtype)
     dims = tuple(range(1, values.ndim))
     return (values * mask).sum(dims) / mask.sum(dims).clamp_min(1.0)
+
+
+def labels_at(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """``target`` resized (nearest, as ``F.interpolate``'s default) to ``pred``'s spatial size.
+
+    Shape: (B, H, W) or (B, C, H, W) -> (B, h, w) or (B, C, h, w) with (h, w) of ``pred``;
+    the dtype is kept (integer labels round-trip exactly through float).
+    """
+    size = pred.shape[-2:]
+    if target.shape[-2:] == size:
+        return target
+    planar = target.ndim == 3
+    resized = F.interpolate((target[:, None] if planar else target).float(), size=size)
+    resized = resized[:, 0] if planar else resized
+    return resized.to(target.dtype)
+
+
+def prediction_at(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``pred`` (B, C, h, w) resized (nearest) to ``target``'s spatial size (H, W)."""
+    size = target.shape[-2:]
+    return pred if pred.shape[-2:] == size else F.interpolate(pred, size=size)

@@ -7,7 +7,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mtl_attack.tasks.base import Meter, Task, check_metric_set, masked_mean
+from mtl_attack.tasks.base import (
+    Meter,
+    Task,
+    check_metric_set,
+    labels_at,
+    masked_mean,
+    prediction_at,
+)
 from mtl_attack.tasks.taskonomy_metrics import CosineMeter
 
 ANGLE_BINS = 18000  # 0.01 degree histogram bins for the streaming median
@@ -37,6 +44,7 @@ class SurfaceNormal(Task):
             self.higher_is_better = {"cosine_similarity": True}
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = labels_at(target, pred)
         valid = target.abs().sum(1) > 0
         # cos(normalize(pred), target) without materializing normalize(pred): the loss runs in
         # every attack step, and this form is ~2x cheaper on the CPU (same eps as F.normalize)
@@ -65,6 +73,7 @@ class AngleMeter(Meter):
         self.convention = convention
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        pred = prediction_at(pred, target)
         valid = target.abs().sum(1) > 0  # (B, H, W)
         cos = (F.normalize(pred, dim=1) * F.normalize(target, dim=1)).sum(1)[valid]
         angle = torch.rad2deg(torch.acos(cos.double().clamp(-1.0, 1.0)))
@@ -120,6 +129,7 @@ class Depth(Task):
             self.higher_is_better = {"abs_err": False, "rel_err": False}
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = labels_at(target, pred)
         return masked_mean((pred - target).abs(), target > 0)
 
     def meter(self) -> Meter:
@@ -130,9 +140,15 @@ class DepthMeter(Meter):
     """abs/rel error and delta < 1.25^k (in percent for ``reference``, fractions for ``libmtl``).
 
     ``reference``: abs/rel error are batch-size-weighted means of per-batch pixel means;
-    ``libmtl``: means over all valid pixels of the dataset. Deltas are over all valid pixels in
-    both; the prediction is clamped to 1e-6 in the ratio so a non-positive depth counts as wrong.
-    The reference code counts ratio <= 1.25^k, LibMTL (which reports no deltas) strictly < .
+    ``libmtl``: means over all valid pixels of the dataset. Deltas are shares of all valid pixels
+    with ratio = max(p / g, g / p) within 1.25^k:
+
+    - ``reference`` reproduces the paper's code exactly (``pixel2pixel_metrics.py``): the ratio
+      in the prediction's dtype, no guard, ``<=``. A negative prediction makes both quotients
+      negative, so it counts as *within* every threshold; p = 0 gives g / 0 = inf (wrong).
+    - ``libmtl`` (LibMTL reports no deltas; the correct definition): the prediction is clamped
+      to 1e-6 so a non-positive depth counts as wrong; strictly ``<``.
+
     ``metrics`` selects the reported subset.
     """
 
@@ -142,6 +158,7 @@ class DepthMeter(Meter):
         self.metrics = metrics
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        pred = prediction_at(pred, target)
         valid = target > 0
         p, g = pred[valid].double(), target[valid].double()
         n = p.numel()
@@ -157,12 +174,18 @@ class DepthMeter(Meter):
             self._add("abs_sum", abs_err.sum())
             self._add("rel_sum", rel_err.sum())
             self._add("weight", torch.tensor(float(n)))
-        ratio = torch.maximum(p.clamp_min(1e-6) / g, g / p.clamp_min(1e-6))
-        for k in (1, 2, 3):
-            thr = 1.25**k
-            within = ratio <= thr if self.convention == "reference" else ratio < thr
+        for k, within in enumerate(self.within(pred[valid], target[valid]), start=1):
             self._add(f"delta_{k}", within.sum())
         self._add("pixels", torch.tensor(float(n)))
+
+    def within(self, p: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
+        """Per valid pixel, whether max(p/g, g/p) is within 1.25, 1.25^2, 1.25^3."""
+        if self.convention == "reference":  # the paper's code, unguarded, in pred's dtype
+            ratio = torch.maximum(p / g, g / p)
+            return [ratio <= 1.25**k for k in (1, 2, 3)]
+        p, g = p.double().clamp_min(1e-6), g.double()
+        ratio = torch.maximum(p / g, g / p)
+        return [ratio < 1.25**k for k in (1, 2, 3)]
 
     def compute(self) -> dict[str, float]:
         if not self.state:
@@ -201,6 +224,7 @@ class L1Map(Task):
         return target != self.invalid
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = labels_at(target, pred)
         return masked_mean((pred - target).abs(), self.valid(target))
 
     def meter(self) -> Meter:
@@ -216,6 +240,7 @@ class L1Meter(Meter):
         self.task = task
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        pred = prediction_at(pred, target)
         valid = self.task.valid(target)
         err = (pred - target).abs()[valid].double()
         if err.numel() == 0:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mtl_attack.data.schema import IGNORE_INDEX
-from mtl_attack.tasks.base import Meter, Task, check_metric_set
+from mtl_attack.tasks.base import Meter, Task, check_metric_set, labels_at, prediction_at
 from mtl_attack.tasks.taskonomy_metrics import WeightedCEMeter
 
 
@@ -44,6 +44,7 @@ class Segmentation(Task):
         self.class_weights = None if class_weights is None else torch.tensor(class_weights)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = labels_at(target, pred)
         valid = target != IGNORE_INDEX
         safe = torch.where(valid, target, torch.zeros_like(target))
         nll = F.cross_entropy(pred, safe, reduction="none")  # (B, H, W)
@@ -72,7 +73,7 @@ class ConfusionMeter(Meter):
         self.convention = convention
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        label = pred.argmax(1)
+        label = prediction_at(pred, target).argmax(1)
         valid = (target != IGNORE_INDEX) & (target < self.num_classes)
         idx = target[valid] * self.num_classes + label[valid]
         conf = torch.bincount(idx, minlength=self.num_classes**2)

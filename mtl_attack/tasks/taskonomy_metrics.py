@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mtl_attack.data.schema import IGNORE_INDEX
-from mtl_attack.tasks.base import Meter
+from mtl_attack.tasks.base import Meter, prediction_at
 
 
 class WeightedCEMeter(Meter):
@@ -31,6 +31,7 @@ class WeightedCEMeter(Meter):
         self.convention = convention
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        pred = prediction_at(pred, target)
         valid = (target != IGNORE_INDEX) & (target < self.num_classes)
         if not valid.any():
             return
@@ -57,6 +58,7 @@ class CosineMeter(Meter):
     cos(normalize(pred), normalize(target)); the zero target vector is invalid."""
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        pred = prediction_at(pred, target)
         valid = target.abs().sum(1) > 0  # (B, H, W)
         cos = (F.normalize(pred.double(), dim=1) * F.normalize(target.double(), dim=1)).sum(1)
         self._add("sum", cos[valid].sum())
