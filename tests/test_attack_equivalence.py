@@ -107,8 +107,9 @@ def test_apgd_halving_and_restart_from_best():
     torch.testing.assert_close(x_next[1:], restarted[1:])
     assert not torch.equal(x_next[0], restarted[0])
     final = {"losses": {"k": torch.full((3,), 23.0)}}
-    x_best, score_best, carry = rule.finish(state, x_next, torch.tensor([-1.0, -1.0, -1.0]), final)
+    x_best, score_best = rule.finish(state, x_next, torch.tensor([-1.0, -1.0, -1.0]), final)
     torch.testing.assert_close(x_best[1:], best[1:])  # returns each sample's best point
     torch.testing.assert_close(x_best[0], iterates[22][0])
     assert score_best.tolist() == [22.0, 0.0, 100.0]
-    assert carry["losses"]["k"].tolist() == [22.0, 0.0, 0.0]  # the carry of each best point
+    carry = state["final_carry"]  # the carry of each returned (best) point
+    assert carry["losses"]["k"].tolist() == [22.0, 0.0, 0.0]

@@ -113,11 +113,12 @@ class AutoPGD(StepRule):
         return x_next
 
     def finish(self, state, x, score, carry=None):
-        """Score the last iterate too, then return each sample's best point (and its carry)."""
+        """Score the last iterate too, then return each sample's best point (its carry goes to
+        ``state["final_carry"]``)."""
         better = score > state["best_score"]
         best_x = torch.where(per_sample(better, x), x, state["best_x"])
-        best_carry = pick_carry(better, carry, state["best_carry"])
-        return best_x, torch.where(better, score, state["best_score"]), best_carry
+        state["final_carry"] = pick_carry(better, carry, state["best_carry"])
+        return best_x, torch.where(better, score, state["best_score"])
 
     def __repr__(self) -> str:
         return f"AutoPGD(alpha={self.alpha}, rho={self.rho}, initial_step={self.initial_step})"

@@ -209,8 +209,8 @@ class IterativeAttack(Attack):
             preds, losses = self.forward(model, x, targets)
         final = self.objective.score(losses, clean_losses)
         carry = {"losses": losses, "preds": preds} if outputs else None
-        x, score, carry = self.step_rule.finish(state, x.detach(), final, carry)
-        carry = carry or {}
+        x, score = self.step_rule.finish(state, x.detach(), final, carry)
+        carry = state.get("final_carry") or {}
         return Outcome(x, score, carry.get("losses", {}), carry.get("preds", {}), clean_losses)
 
     def begin(self, model, images, targets, clean_losses, start, preds, losses):

@@ -3,9 +3,9 @@
 A step rule implements ``init`` (its state for one run), ``update`` (the next iterate, already
 projected) and ``project`` (onto the eps-ball around the clean image and into [0, 1]); ``finish``
 picks what the run returns. ``carry`` is an optional dict of per-sample tensors (the losses and
-predictions at the iterate) that travels with the returned point, so that nobody has to run the
-model on it again; ``needs_final`` says whether ``finish`` needs the last iterate's score.
-The attack loop lives in :class:`~mtl_attack.attacks.base.IterativeAttack`; FGSM is that
+predictions at the iterate) that travels with the returned point (``finish`` leaves the returned
+point's carry in ``state["final_carry"]``), so that nobody has to run the model on it again;
+``needs_final`` says whether ``finish`` needs the last iterate's score. The attack loop lives in :class:`~mtl_attack.attacks.base.IterativeAttack`; FGSM is that
 loop with one step of size eps (conf/attack/step/fgsm.yaml).
 
 Every tensor is batched: per-sample quantities have shape ``[B]``; images ``(B, C, H, W)``.
@@ -64,10 +64,11 @@ class StepRule:
 
     def finish(
         self, state: State, x: torch.Tensor, score: torch.Tensor, carry: Carry | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, Carry | None]:
-        """What the run returns: ``(images, per-sample score, carry)``; here the last iterate
-        with the carry of the last iterate."""
-        return x, score, carry
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the run returns: ``(images, per-sample score)``; here the last iterate. The
+        carry of the returned point goes to ``state["final_carry"]``."""
+        state["final_carry"] = carry
+        return x, score
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
