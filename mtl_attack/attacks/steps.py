@@ -5,8 +5,9 @@ projected) and ``project`` (onto the eps-ball around the clean image and into [0
 picks what the run returns. ``carry`` is an optional dict of per-sample tensors (the losses and
 predictions at the iterate) that travels with the returned point (``finish`` leaves the returned
 point's carry in ``state["final_carry"]``), so that nobody has to run the model on it again;
-``needs_final`` says whether ``finish`` needs the last iterate's score. The attack loop lives in :class:`~mtl_attack.attacks.base.IterativeAttack`; FGSM is that
-loop with one step of size eps (conf/attack/step/fgsm.yaml).
+``needs_final`` says whether ``finish`` needs the last iterate's score. The attack loop lives
+in :class:`~mtl_attack.attacks.base.IterativeAttack`; FGSM is that loop with one step of size
+eps (conf/attack/step/fgsm.yaml).
 
 Every tensor is batched: per-sample quantities have shape ``[B]``; images ``(B, C, H, W)``.
 eps and step sizes arrive in [0, 1] image units (pixel levels / 255).
