@@ -122,6 +122,8 @@ def statements(entries: list[dict], best: dict) -> list[str]:
     for (rule, eps), _ in best["min_degradation"].items():
         col = [e for e in entries if (e["step"], e["eps"]) == (rule, eps)]
         singles = [e for e in col if e["objective"] == "single"]
+        if not singles:
+            continue
         top = max(singles, key=lambda e: e["min_degradation"])
         others = [e for e in col if e["objective"] not in ("single", "ensemble", "frontier")]
         beat = [e for e in others if e["min_degradation"] > top["min_degradation"]]
