@@ -5,6 +5,7 @@ caches, result file permissions."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import subprocess
@@ -12,9 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from mtl_attack.defense import LossHealth, TrainingDivergedError
 from mtl_attack.runner import run
+from mtl_attack.runner.build import attack_targets
 from mtl_attack.utils.io import file_lock, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +36,9 @@ TINY = [
     ("override", "message"),
     [
         (["attack=single", "attack.task=nonexistent"], "attack.task='nonexistent' is not a task"),
+        (["attack.task=nonexistent"], "attack.task='nonexistent' is not a task .* ignores"),
+        (["model=external"], "model.checkpoint, model.factory._target_ must be set"),
+        (["model=treemtl"], "model.checkpoint must be set"),
         (["+attack.stepz=3"], "attack.stepz is not a setting of attack=dgba"),
         (["attack.eps=[-4]"], "attack.eps must be >= 0"),
         (["attack/step=fgsm", "attack.steps=5"], "fgsm is one step of size eps"),
@@ -43,6 +49,17 @@ def test_bad_attack_config_fails_before_any_training(tiny_cfg, tmp_path, overrid
         run(tiny_cfg(*override))
     assert not (tmp_path / "outputs" / "checkpoints").exists()  # nothing trained or cached
     assert not (tmp_path / "run" / "wandb").exists()  # no W&B run left behind
+
+
+def test_attack_task_of_a_multitask_objective_is_named_as_ignored(caplog):
+    tasks = {"segment_semantic": None, "normal": None}
+    acfg = OmegaConf.create({"name": "dgba", "task": "normal"})
+    with caplog.at_level(logging.WARNING, logger="mtl_attack"):
+        assert attack_targets(acfg, tasks) == [None]
+    assert "attack.task=normal is ignored: attack=dgba attacks every task" in caplog.text
+    caplog.clear()
+    assert attack_targets(OmegaConf.create({"name": "dgba", "task": None}), tasks) == [None]
+    assert not caplog.text
 
 
 def run_py(tmp: Path, *args: str) -> subprocess.CompletedProcess:
@@ -56,6 +73,7 @@ def run_py(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     [
         ("+attack.stepz=3", "error: attack.stepz is not a setting of attack=dgba"),
         ("sharing=layout sharing.index=99", "error: sharing.index=99 is out of range"),
+        ("model=external", "error: model.checkpoint, model.factory._target_ must be set"),
     ],
 )
 def test_user_errors_are_one_line_on_screen_and_last_in_run_log(tmp_path, override, message):

@@ -184,6 +184,18 @@ OWN_KEYS = {"ensemble": ("members", "criteria"), "frontier": ("resolution", "sca
 def attack_targets(acfg: DictConfig, tasks: dict[str, Task]) -> list[str | None]:
     """The attacked task of each single-task attack (``None`` for multi-task objectives)."""
     if acfg.name != "single":
+        if acfg.get("task") is not None:
+            if acfg.task != "all" and acfg.task not in tasks:
+                raise ConfigError(
+                    f"attack.task={acfg.task!r} is not a task of this dataset ({list(tasks)}); "
+                    f"besides, attack={acfg.name} attacks every task and ignores attack.task"
+                )
+            log.warning(
+                "attack.task=%s is ignored: attack=%s attacks every task (only attack=single "
+                "reads attack.task)",
+                acfg.task,
+                acfg.name,
+            )
         return [None]
     if acfg.task is None:
         raise ConfigError(f"attack=single needs attack.task=<one of {list(tasks)}> or all")

@@ -23,6 +23,7 @@ from mtl_attack.evaluation.keys import metrics_record, run_summary
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.attacking import attack_model, cached_or_computed
 from mtl_attack.runner.build import (
+    ConfigError,
     build_attacks,
     build_defense,
     build_model,
@@ -109,6 +110,17 @@ def identity_context(cfg: DictConfig, data: DatasetSource, model_key: str, tasks
     )
 
 
+def check_missing(cfg: DictConfig) -> None:
+    """Every mandatory value (``???`` in conf/, e.g. ``model.checkpoint``) must be given."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        example = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(
+            f"{', '.join(missing)} must be set for this config; add {example} to the command "
+            "line (see the README section of the group you chose)"
+        )
+
+
 def validate(cfg: DictConfig, tasks) -> list:
     """Build everything a config can get wrong before any training or logging starts: the
     attacks (returned, to be used later) and the defense."""
@@ -143,6 +155,7 @@ class Job:
 def setup(cfg: DictConfig, device: torch.device) -> Job:
     """Data, tasks, model, attacks, defense and loaders; every config error surfaces here,
     before any training, logging or caching."""
+    check_missing(cfg)
     seed_everything(int(cfg.seed))
     data: DatasetSource = instantiate(cfg.dataset)
     data.prepare(progress=cfg.progress and is_main())
