@@ -5,6 +5,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from real_formats import (
     PLANE_NORMAL,
     nyu_scene,
@@ -17,6 +19,7 @@ from real_formats import (
 from mtl_attack.data.convert.cli import main_nyuv2
 from mtl_attack.data.nyuv2 import NYUv2
 from mtl_attack.data.schema import DatasetFileError, read_attrs
+from mtl_attack.data.transforms import PaperNormals
 
 TRAIN, TEST = [3, 4, 5, 6], [1, 2]  # 1-based, as in splits.mat
 
@@ -194,3 +197,64 @@ def test_mtan_round_trip(tmp_path):
 def test_missing_converted_file_names_the_command(tmp_path):
     with pytest.raises(DatasetFileError, match=r"train\.h5 does not exist.*prepare_nyuv2\.py"):
         NYUv2(str(tmp_path / "nowhere")).prepare()
+
+
+def test_adashare_paper_normal_targets(tmp_path, mat_converted):
+    """dataset.normal_target=paper: normalize(raw PNG values in B, G, R order), invalid only
+    where all channels are 255, flipped without negating anything (datasets.md §3.2, §5)."""
+    root, out = tmp_path / "nyu_v2", tmp_path / "out"
+    write_adashare(root, 3, train=[0, 1], test=[2])
+    png_path = root / "normal_mask" / "0002.png"
+    png = np.array(Image.open(png_path))
+    png[100, 100] = (127, 127, 127)  # a zero normal when decoded: invalid there, valid here
+    png[100, 101] = (10, 200, 60)
+    png[100, 102] = (0, 0, 255)
+    Image.fromarray(png).save(png_path)
+    train_png = root / "normal_mask" / "0000.png"
+    asymmetric = np.array(Image.open(train_png))
+    asymmetric[200:210, 10:30] = (10, 200, 60)  # so that a mirrored target differs
+    Image.fromarray(asymmetric).save(train_png)
+    main_nyuv2(["--source", "adashare", "--root", str(root), "--out", str(out), "--quiet"])
+    assert read_attrs(out / "test.h5")["extras"] == ["normal_raw"]
+    with h5py.File(out / "test.h5", "r") as f:
+        np.testing.assert_array_equal(f["normal_raw"][0], png)  # stored as the PNG holds it
+
+    size = dict(crop=[480, 640], scale=[1.0, 1.0])  # nearest resize to the same size: identity
+    paper = NYUv2(str(out), normal_target="paper", **size)
+    paper.prepare()
+    target = paper.split("test")[0]["normal"].numpy()
+    np.testing.assert_allclose(target[:, 100, 100], np.full(3, 3**-0.5), rtol=1e-6)
+    bgr = np.array([60.0, 200.0, 10.0])
+    np.testing.assert_allclose(target[:, 100, 101], bgr / np.linalg.norm(bgr), rtol=1e-6)
+    np.testing.assert_allclose(target[:, 100, 102], [1.0, 0.0, 0.0], atol=1e-7)
+    assert (target[:, :40] == 0).all()  # (255, 255, 255): invalid, the zero vector
+    x, y, z = PLANE_NORMAL  # a decoded unit normal's paper target points along (1-y, 1+z, 1+x)
+    expected = np.array([1 - y, 1 + z, 1 + x]) / np.linalg.norm([1 - y, 1 + z, 1 + x])
+    cos = np.einsum("chw,c->hw", target[:, 40:90], expected)
+    assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 1.0
+
+    unit = NYUv2(str(out), **size)  # the default keeps the decoded unit normals
+    unit.prepare()
+    decoded = unit.split("test")[0]["normal"].numpy()
+    assert (decoded[:, 100, 100] == 0).all() and abs(
+        np.linalg.norm(decoded[:, 100, 101]) - 1
+    ) < 1e-5
+
+    train = paper.split("train", train=True)
+    with h5py.File(out / "train.h5", "r") as f:
+        raw = f["normal_raw"][0]
+    plain = PaperNormals()(raw, {"normal": raw})[1]["normal"].transpose(2, 0, 1)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(12):  # scale 1, crop = image: only the random flip changes the target
+        got = train[0]["normal"].numpy()
+        flipped = np.array_equal(got, plain[:, :, ::-1])
+        assert flipped or np.array_equal(got, plain)  # mirrored, no component negated
+        seen.add(flipped)
+    assert seen == {True, False}
+
+    with pytest.raises(DatasetFileError, match="normal_target=paper needs the raw AdaShare"):
+        NYUv2(str(mat_converted), normal_target="paper").prepare()
+    NYUv2(str(mat_converted), tasks=["depth_zbuffer"], normal_target="paper").prepare()
+    with pytest.raises(ValueError, match="dataset.normal_target must be 'unit' or 'paper'"):
+        NYUv2(str(out), normal_target="raw")

@@ -151,7 +151,7 @@ def compose(*overrides: str):
 def test_paper_overlay_accepts_treemtl_and_switches_to_the_paper_resolution():
     checkpoint = "model.checkpoint=/w/${sharing.index}/segment_semantic_normal_depth_zbuffer.model"
     cfg = compose("+experiment=paper_nyuv2", "model=treemtl", checkpoint, "sharing.index=20")
-    assert cfg.eval.resolution == "prediction"
+    assert cfg.eval.resolution == "prediction" and cfg.dataset.normal_target == "paper"
     assert cfg.model.layout_index == 20
     assert cfg.model.checkpoint == "/w/20/segment_semantic_normal_depth_zbuffer.model"
     assert compose("+experiment=paper_taskonomy").eval.resolution == "prediction"

@@ -71,6 +71,10 @@ class ConvertedDataset(DatasetSource):
                 )
         self.info = infos[0]
 
+    def fields(self) -> dict[str, str]:
+        """Task -> the stored dataset its target is read from, where not the task's own."""
+        return {}
+
     def train_transform(self):
         return ScaleCropFlip(self.crop, self.scale, self.flip)
 
@@ -82,5 +86,10 @@ class ConvertedDataset(DatasetSource):
             raise ValueError(f"{self.name} has splits {list(self.splits)}, not {name!r}")
         transform = self.train_transform() if train else self.test_transform()
         return H5TaskDataset(
-            self.path(name), self.tasks, transform, preload=self.preload, hint=self.hint
+            self.path(name),
+            self.tasks,
+            transform,
+            preload=self.preload,
+            hint=self.hint,
+            fields=self.fields(),
         )

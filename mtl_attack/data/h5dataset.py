@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -55,6 +55,7 @@ class H5TaskDataset(Dataset):
         transform: Callable | None = None,
         preload: bool = False,
         hint: str = "",
+        fields: Mapping[str, str] | None = None,
     ):
         self.path = Path(path)
         self.attrs = read_attrs(self.path, hint=hint)
@@ -64,12 +65,18 @@ class H5TaskDataset(Dataset):
                 f"{self.path} has no task {missing[0]!r}; it stores {self.attrs['tasks']}"
             )
         self.tasks = list(tasks)
+        # task -> the stored dataset its target is read from (default: the task's own)
+        self.fields = {t: (fields or {}).get(t, t) for t in self.tasks}
+        stored = [*self.attrs["tasks"], *self.attrs["extras"]]
+        absent = [f for f in self.fields.values() if f not in stored]
+        if absent:
+            raise ValueError(f"{self.path} has no dataset {absent[0]!r}; it stores {stored}")
         self.transform = transform
         self._file: h5py.File | None = None
         self._arrays: dict[str, np.ndarray] | None = None
         if preload:
             with h5py.File(self.path, "r") as f:
-                self._arrays = {k: f[k][...] for k in ["image", *self.tasks]}
+                self._arrays = {k: f[k][...] for k in ["image", *self.fields.values()]}
 
     def __len__(self) -> int:
         return int(self.attrs["num_images"])
@@ -84,7 +91,7 @@ class H5TaskDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         src = self._source()
         image = src["image"][index]
-        targets = {t: src[t][index] for t in self.tasks}
+        targets = {t: src[field][index] for t, field in self.fields.items()}
         if self.transform is not None:
             image, targets = self.transform(image, targets)
         return to_tensors(image, targets)

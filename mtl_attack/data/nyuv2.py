@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mtl_attack.data.converted import ConvertedDataset
+from mtl_attack.data.schema import DatasetFileError, read_attrs
+from mtl_attack.data.transforms import Compose, PaperNormals, ScaleCropFlip
 
 
 class NYUv2(ConvertedDataset):
@@ -18,6 +20,10 @@ class NYUv2(ConvertedDataset):
         flip: random horizontal flip in training (negates the normal's x).
         preload: read each split into memory once.
         metrics: ``reference`` (the paper's code) | ``libmtl``.
+        normal_target: ``unit`` (the decoded unit normals of the schema) | ``paper`` (the
+            paper's code: the direction of the raw AdaShare PNG values in B, G, R order, see
+            :class:`~mtl_attack.data.transforms.PaperNormals`; needs a file converted from
+            ``--source adashare``, and the flip leaves the targets unchanged as there).
     """
 
     name = "nyuv2"
@@ -36,5 +42,42 @@ class NYUv2(ConvertedDataset):
         flip: bool = True,
         preload: bool = False,
         metrics: str = "reference",
+        normal_target: str = "unit",
     ):
         super().__init__(root, tasks, crop, scale, flip, preload, metrics)
+        if normal_target not in ("unit", "paper"):
+            raise ValueError(
+                f"dataset.normal_target must be 'unit' or 'paper', got {normal_target!r}"
+            )
+        self.normal_target = normal_target
+
+    @property
+    def paper_normals(self) -> bool:
+        return self.normal_target == "paper" and "normal" in self.tasks
+
+    def prepare(self, progress: bool = True) -> None:
+        super().prepare(progress)
+        if self.paper_normals:
+            for split in self.splits:
+                if "normal_raw" not in read_attrs(self.path(split))["extras"]:
+                    raise DatasetFileError(
+                        f"dataset.normal_target=paper needs the raw AdaShare normal PNG values, "
+                        f"which {self.path(split)} does not hold (only --source adashare "
+                        "stores them); re-convert with python scripts/prepare_nyuv2.py "
+                        f"--source adashare --root DIR --out {self.root} --force, or use "
+                        "dataset.normal_target=unit"
+                    )
+
+    def fields(self) -> dict[str, str]:
+        return {"normal": "normal_raw"} if self.paper_normals else {}
+
+    def train_transform(self):
+        if not self.paper_normals:
+            return super().train_transform()
+        augment = ScaleCropFlip(self.crop, self.scale, self.flip, negate_normal_x=False)
+        return Compose(PaperNormals(), augment)
+
+    def test_transform(self):
+        if not self.paper_normals:
+            return super().test_transform()
+        return Compose(PaperNormals(), super().test_transform())

@@ -12,9 +12,13 @@ normal              (N, H, W, 3)           float32  unit vector, camera frame x 
                                                     z forward, facing the camera; 0 = invalid
 keypoints2d         (N, H, W)              float32  keypoint heat map in [0, 1]
 edge_texture        (N, H, W)              float32  edge strength in [0, 1]
+normal_raw          (N, H, W, 3)           uint8    optional extra: the release's own normal
+                                                    PNG values (AdaShare NYUv2), R, G, B as
+                                                    stored; (255, 255, 255) = invalid
 ==================  =====================  =======  ===========================================
 
-Root attributes: ``schema_version``, ``tasks`` (the task datasets present), ``num_classes``,
+Root attributes: ``schema_version``, ``tasks`` (the task datasets present), ``extras`` (the
+optional extra datasets present, e.g. ``normal_raw``), ``num_classes``,
 ``class_names``, ``source_format``, ``split``, and optionally ``class_weights`` (float64 array of
 ``num_classes`` loss weights), camera intrinsics ``fx, fy, cx, cy`` (pixels) and
 ``source_fingerprint`` (a hash of the converter's inputs and options; equal fingerprints let a
@@ -44,6 +48,12 @@ TASK_LAYOUT: dict[str, tuple[tuple[int, ...], str]] = {
     "edge_texture": ((), "float32"),
 }
 ALL_TASKS: tuple[str, ...] = tuple(TASK_LAYOUT)
+
+#: optional extra datasets (not tasks) -> (trailing shape suffix, dtype); the root attribute
+#: ``extras`` lists those a file holds
+EXTRA_LAYOUT: dict[str, tuple[tuple[int, ...], str]] = {
+    "normal_raw": ((3,), "uint8"),
+}
 
 
 class DatasetFileError(RuntimeError):
@@ -92,11 +102,18 @@ class SplitWriter:
             chunks=(1, height, width, 3),
             compression=compression,
         )
-        for task in self.tasks:
-            suffix, dtype = TASK_LAYOUT[task]
+        self.extras = list(attrs.get("extras", []))
+        unknown = [e for e in self.extras if e not in EXTRA_LAYOUT]
+        if unknown:
+            raise ValueError(f"unknown extra dataset {unknown[0]!r}; known: {list(EXTRA_LAYOUT)}")
+        layouts = {
+            **{t: TASK_LAYOUT[t] for t in self.tasks},
+            **{e: EXTRA_LAYOUT[e] for e in self.extras},
+        }
+        for name, (suffix, dtype) in layouts.items():
             shape = (num_images, height, width, *suffix)
             self.file.create_dataset(
-                task, shape, dtype, chunks=(1, *shape[1:]), compression=compression
+                name, shape, dtype, chunks=(1, *shape[1:]), compression=compression
             )
         attrs = {"schema_version": SCHEMA_VERSION, "tasks": list(self.tasks), **attrs}
         for key, value in attrs.items():
@@ -104,8 +121,8 @@ class SplitWriter:
 
     def write(self, index: int | slice, image: np.ndarray, targets: dict[str, np.ndarray]) -> None:
         self.file["image"][index] = image
-        for task in self.tasks:
-            self.file[task][index] = targets[task]
+        for name in [*self.tasks, *self.extras]:
+            self.file[name][index] = targets[name]
 
     def close(self) -> Path:
         self.file.close()
@@ -149,9 +166,10 @@ def read_attrs(path: str | os.PathLike, hint: str = "") -> dict[str, Any]:
         raise DatasetFileError(
             f"dataset file {path} is not an mtl-attack schema v{SCHEMA_VERSION} file{suffix}"
         )
-    missing = [t for t in attrs["tasks"] if t not in names]
+    attrs.setdefault("extras", [])
+    missing = [t for t in [*attrs["tasks"], *attrs["extras"]] if t not in names]
     if missing:
-        raise DatasetFileError(f"dataset file {path} lacks task datasets {missing}{suffix}")
+        raise DatasetFileError(f"dataset file {path} lacks datasets {missing}{suffix}")
     attrs["num_images"] = n
     return attrs
 

@@ -56,10 +56,11 @@ def resize_pair(image: np.ndarray, targets: dict[str, np.ndarray], height: int, 
     return resize_image(image, height, width), labels
 
 
-def hflip(image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
-    """Mirror left-right; the normal's x component changes sign (camera x points right)."""
+def hflip(image: np.ndarray, targets: dict[str, np.ndarray], negate_normal_x: bool = True) -> Pair:
+    """Mirror left-right; the normal's x component changes sign (camera x points right) unless
+    ``negate_normal_x`` is off (the paper's code flips its raw normal targets unchanged)."""
     out = {k: v[:, ::-1] for k, v in targets.items()}
-    if "normal" in out:
+    if "normal" in out and negate_normal_x:
         out["normal"] = out["normal"] * np.array([-1.0, 1.0, 1.0], np.float32)
     return image[:, ::-1], out
 
@@ -86,17 +87,19 @@ def _pad_crop(array: np.ndarray, fill: float, top: int, left: int, size) -> np.n
 
 class ScaleCropFlip:
     """Training augmentation: random scale, horizontal flip, pad + random crop to ``crop``
-    (one side for a square, or [height, width])."""
+    (one side for a square, or [height, width]). ``negate_normal_x``: see :func:`hflip`."""
 
     def __init__(
         self,
         crop: int | Sequence[int],
         scale: tuple[float, float] = (0.5, 1.5),
         flip: bool = True,
+        negate_normal_x: bool = True,
     ):
         self.crop = crop_size(crop)
         self.scale = (float(scale[0]), float(scale[1]))
         self.flip = flip
+        self.negate_normal_x = negate_normal_x
 
     def __call__(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
         lo, hi = self.scale
@@ -105,7 +108,7 @@ class ScaleCropFlip:
         w = max(1, int(image.shape[1] * s + 0.5))
         image, targets = resize_pair(image, targets, h, w)
         if self.flip and float(torch.rand(())) < 0.5:
-            image, targets = hflip(image, targets)
+            image, targets = hflip(image, targets, self.negate_normal_x)
         # pad to at least the crop size (bottom/right), then a uniform random window
         ch, cw = self.crop
         top = int(torch.randint(0, max(h, ch) - ch + 1, ()))
@@ -147,6 +150,28 @@ class TaskonomyEncode:
                 value = np.clip(out[task].astype(np.float32), 0.0, top) / top
                 out[task] = value * 2.0 - 1.0
         return image, out
+
+
+class PaperNormals:
+    """The paper's NYUv2 normal targets from the raw AdaShare PNG values (datasets.md §3.2, §5).
+
+    The reference code never decodes the PNG: it reads it with OpenCV (B, G, R order) and trains
+    and scores against ``normalize(raw values)`` wherever some channel is below 255. ``normal``
+    must hold the raw PNG values (R, G, B, uint8, the ``normal_raw`` dataset); it becomes that
+    unit direction, float32, with the zero vector (invalid) where all channels are 255. For a
+    decoded unit normal (x right, y down, z forward) the direction is that of (1 - y, 1 + z,
+    1 + x), so (127, 127, 127), a zero normal in the decoded convention, is a valid target here.
+    """
+
+    def __call__(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> Pair:
+        if "normal" not in targets:
+            return image, targets
+        raw = targets["normal"]
+        bgr = raw[..., ::-1].astype(np.float32)
+        norm = np.sqrt((bgr * bgr).sum(-1, keepdims=True))
+        unit = bgr / np.maximum(norm, 1e-12)  # F.normalize's eps
+        invalid = (raw == 255).all(-1, keepdims=True)
+        return image, {**targets, "normal": np.where(invalid, 0.0, unit).astype(np.float32)}
 
 
 class Compose:

@@ -44,8 +44,8 @@ def adashare_plans(
     """AdaShare layout -> plans for ``train``/``test`` (the json's order).
 
     Files (datasets.md §3.1): ``img`` RGB PNG, ``seg`` L PNG (nyu40 - 1, 255 = unlabeled),
-    ``normal_mask`` RGB PNG (decoded by :func:`decode_adashare_normals`), ``depth`` float32
-    .npy in metres.
+    ``normal_mask`` RGB PNG (decoded by :func:`decode_adashare_normals`; its raw values are
+    kept too, as the extra dataset ``normal_raw``), ``depth`` float32 .npy in metres.
     """
     root = require_dir(root, ADASHARE_ORIGIN)
     index_file = require_file(root / "nyu_v2_3task.json", ADASHARE_ORIGIN)
@@ -92,6 +92,7 @@ def adashare_plans(
             targets = {
                 "segment_semantic": lut[seg],
                 "normal": decode_adashare_normals(rgb),
+                "normal_raw": rgb,  # the paper's normal targets (dataset.normal_target=paper)
                 "depth_zbuffer": np.where(np.isfinite(depth), depth, 0).astype(np.float32),
             }
             yield image, targets
@@ -102,9 +103,14 @@ def adashare_plans(
         "class_names": list(names),
         "source_format": "nyuv2/adashare",
         "normals_method": "adashare-png",
+        "extras": ["normal_raw"],
     }
     files = [index_file, *(p for rows in entries.values() for row in rows for p in row)]
-    return plans, attrs, fingerprint(files, {"source": "adashare", "classes": classes})
+    return (
+        plans,
+        attrs,
+        fingerprint(files, {"source": "adashare", "classes": classes, "extras": ["normal_raw"]}),
+    )
 
 
 def _mtan_count(folder: Path) -> int:
