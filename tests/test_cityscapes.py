@@ -266,7 +266,7 @@ def test_real_size_frames_to_the_libmtl_size(tmp_path):
         assert f["depth_zbuffer"][0, 0, 0] == pytest.approx(10.0 * 256 / 2048)
 
 
-def test_rectangular_crop_pads_bottom_right_with_invalid_markers():
+def test_rectangular_crop_pads_around_the_centred_image_with_invalid_markers():
     image = np.full((20, 40, 3), 7, np.uint8)
     targets = {
         "segment_semantic": np.ones((20, 40), np.uint8),
@@ -274,9 +274,12 @@ def test_rectangular_crop_pads_bottom_right_with_invalid_markers():
     }
     out_image, out = ScaleCropFlip((32, 64), scale=(1.0, 1.0), flip=False)(image, targets)
     assert out_image.shape == (32, 64, 3) and out["depth_zbuffer"].shape == (32, 64)
-    np.testing.assert_array_equal(out_image[:20, :40], image)
+    inside = np.zeros((32, 64), bool)
+    inside[6:26, 12:52] = True  # (32 - 20) // 2 = 6 rows and (64 - 40) // 2 = 12 columns before
+    np.testing.assert_array_equal(out_image[inside], image.reshape(-1, 3))
+    assert (out_image[~inside] == 0).all()
     seg, depth = out["segment_semantic"], out["depth_zbuffer"]
-    assert (seg[:20, :40] == 1).all() and (seg[20:] == 255).all() and (seg[:, 40:] == 255).all()
-    assert (depth[:20, :40] == 3).all() and (depth[20:] == 0).all() and (depth[:, 40:] == 0).all()
+    assert (seg[inside] == 1).all() and (seg[~inside] == 255).all()
+    assert (depth[inside] == 3).all() and (depth[~inside] == 0).all()
     resized_image, resized = Resize((10, 20))(image, targets)
     assert resized_image.shape == (10, 20, 3) and resized["segment_semantic"].shape == (10, 20)

@@ -17,7 +17,7 @@ from real_formats import write_taskonomy_view
 from torch import nn
 
 from mtl_attack.data.convert.taskonomy_raw import decode_view
-from mtl_attack.data.transforms import ScaleCropFlip, resize_nearest
+from mtl_attack.data.transforms import ScaleCropFlip, resize_linear, resize_nearest
 from mtl_attack.defense import AdversarialTraining
 from mtl_attack.defense.training import train_step
 from mtl_attack.evaluation import evaluate, summarize
@@ -237,18 +237,43 @@ def test_nearest_resize_takes_the_floor_of_the_source_position():
     assert resize_nearest(grid, 3, 3).tolist() == [[0, 1, 3], [5, 6, 8], [15, 16, 18]]
 
 
-def test_training_scale_is_drawn_from_half_to_one_and_a_half():
-    """Train transform: scale s ~ U[0.5, 1.5) before pad and crop (datasets.md section 3.2)."""
+def test_nearest_resize_uses_the_reciprocal_of_the_scale_as_opencv():
+    """OpenCV computes the source column as floor(x * (1 / (dst / src))) in double precision,
+    which puts some exact integers just below: 327 * 640 / 654 = 320 exactly, but OpenCV (and
+    so the reference's labels) reads column 319 there (checked against OpenCV 5.0)."""
+    row = np.arange(640).reshape(1, 640)
+    assert resize_nearest(row, 1, 654)[0, 326:329].tolist() == [319, 319, 320]
+
+
+def test_linear_resize_samples_at_pixel_centres_and_clamps_at_the_border():
+    """Images resize like cv2.resize (INTER_LINEAR, no antialiasing): output x reads source
+    (x + 0.5) * src / dst - 0.5, positions outside [0, src - 1] take the border pixel. For 2 ->
+    4 pixels the positions are -0.25, 0.25, 0.75, 1.25: [a, 0.75 a + 0.25 b, 0.25 a + 0.75 b,
+    b]; 75.75 rounds to 76."""
+    assert resize_linear(np.array([[0, 100]], np.uint8), 1, 4).tolist() == [[0, 25, 75, 100]]
+    assert resize_linear(np.array([[0, 101]], np.uint8), 1, 4).tolist() == [[0, 25, 76, 101]]
+    column = resize_linear(np.array([[0], [100]], np.uint8), 4, 1)  # the same along rows
+    assert column[:, 0].tolist() == [0, 25, 75, 100]
+    # 4 -> 2 (a factor of 2): each output pixel is the mean of two, no wider filter
+    assert resize_linear(np.array([[0, 40, 80, 200]], np.uint8), 1, 2).tolist() == [[20, 140]]
+
+
+def test_training_scale_is_truncated_and_the_image_centred_in_the_padding():
+    """Train transform: scale s ~ U[0.5, 1.5) to int(s H) x int(s W) (truncated, as the
+    reference's int(h * scale)), then the image is centred in a canvas padded to the crop
+    size, offset (pad - size) // 2, before the random window (datasets.md section 3.2)."""
     image = np.zeros((10, 10, 3), np.uint8)
     targets = {"segment_semantic": np.zeros((10, 10), np.uint8)}
-    transform = ScaleCropFlip(crop=20)  # crop > 15: the scaled map sits in the padded window
+    transform = ScaleCropFlip(crop=20)  # crop > 15: the window is the whole padded canvas
     torch.manual_seed(0)
-    heights = []
+    heights = set()
     for _ in range(60):
         _, out = transform(image, targets)
-        heights.append(int((out["segment_semantic"][:, 0] != 255).sum()))
-    # height round(10 s) for s in [0.5, 1.5): 5..15, both ends reached over 60 draws
-    assert min(heights) <= 6 and 14 <= max(heights) <= 15
+        rows = np.nonzero((out["segment_semantic"] != 255).any(1))[0]
+        heights.add(len(rows))
+        assert rows[0] == (20 - len(rows)) // 2  # centred: (pad - size) // 2 rows above
+    # height int(10 s) for s in [0.5, 1.5): 5..14 (15 only by rounding), both ends reached
+    assert min(heights) <= 6 and max(heights) == 14
 
 
 def test_taskonomy_depth_is_invalid_from_raw_64500(tmp_path):

@@ -45,16 +45,17 @@ def test_train_transform_pads_with_invalid_markers_and_flips_half_the_time():
     for _ in range(40):
         out_image, out = transform(image, targets)
         assert out_image.shape == (12, 12, 3)
-        assert (out["segment_semantic"][6:] == 255).all() and (
-            out["segment_semantic"][:, 8:] == 255
-        ).all()
-        assert (out["depth_zbuffer"][6:] == 0).all() and (out["normal"][:, 8:] == 0).all()
+        inside = np.zeros((12, 12), bool)
+        inside[3:9, 2:10] = True  # the 6 x 8 image centred in the 12 x 12 canvas
+        assert (out["segment_semantic"][~inside] == 255).all()
+        assert (out["depth_zbuffer"][~inside] == 0).all() and (out["normal"][~inside] == 0).all()
+        assert (out_image[~inside] == 0).all()
         ref_image, ref = image, targets
-        if not np.array_equal(out_image[:6, :8], image):
+        if not np.array_equal(out_image[3:9, 2:10], image):
             ref_image, ref = hflip(image, targets)
             flipped += 1
-        np.testing.assert_array_equal(out_image[:6, :8], ref_image)
-        np.testing.assert_array_equal(out["normal"][:6, :8], ref["normal"])
+        np.testing.assert_array_equal(out_image[3:9, 2:10], ref_image)
+        np.testing.assert_array_equal(out["normal"][3:9, 2:10], ref["normal"])
     assert 10 < flipped < 30
 
 
