@@ -73,3 +73,28 @@ def test_train_and_attack_on_taskonomy(tmp_path, metrics):
     }
     assert all(math.isfinite(v) for m in clean.values() for v in m.values())
     assert math.isfinite(results["attacks"][0]["avg_degradation"])
+
+
+def test_preprocessing_version_is_part_of_the_cache_key(tmp_path):
+    """Converted datasets name their transforms' version in the weight key (results computed
+    with older preprocessing code are never reused); the synthetic benchmark has none, so
+    the default run's cache keys stay as they were."""
+    from mtl_attack.data.nyuv2 import NYUv2
+    from mtl_attack.data.synthetic import SyntheticBenchmark
+    from mtl_attack.runner.build import build_model, weight_spec
+    from mtl_attack.tasks import tasks_for
+
+    write_adashare(tmp_path / "src", 3, train=[0, 1], test=[2])
+    out = tmp_path / "nyuv2"
+    main_nyuv2(["--source", "adashare", "--root", str(tmp_path / "src"), "--out", str(out),
+                "--quiet"])  # fmt: skip
+    assert NYUv2.preprocessing and SyntheticBenchmark.preprocessing is None
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["dataset=nyuv2", f"dataset.root={out}"])
+    with open_dict(cfg):
+        cfg.hydra = None  # resolved outside a Hydra run
+        cfg.paths.run_dir = str(tmp_path / "run")
+    data = NYUv2(str(out))
+    data.prepare()
+    spec = weight_spec(cfg, build_model(cfg, tasks_for(data)), data)
+    assert spec["preprocessing"] == NYUv2.preprocessing

@@ -16,9 +16,12 @@ class DatasetSource:
     ``metric_set`` names the reported metrics (``nyuv2`` | ``taskonomy`` | ``cityscapes``, see
     :func:`mtl_attack.tasks.build_tasks`); ``l1_invalid`` is the target value the keypoint/edge
     losses ignore (the padding marker of the source's transform), ``None`` if there is none.
+    ``preprocessing`` names the version of the source's transforms (``None``: none); it is part
+    of every cache key, so results computed with older preprocessing code are never reused.
     """
 
     name: str = "base"
+    preprocessing: str | None = None
     tasks: list[str]
     metrics: str = "reference"
     metric_set: str = "nyuv2"
