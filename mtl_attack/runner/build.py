@@ -88,7 +88,7 @@ def weight_spec(cfg: DictConfig, model: nn.Module, data: DatasetSource) -> dict[
     spec["layout"] = model.layout.as_lists()
     if eval_resolution(cfg) != "input":  # losses at the prediction size train other weights
         spec["resolution"] = eval_resolution(cfg)
-    if data.preprocessing:  # another version of the transforms trains other weights
+    if getattr(data, "preprocessing", None):  # other transforms train other weights
         spec["preprocessing"] = data.preprocessing
     return spec
 
@@ -104,7 +104,7 @@ def imported_spec(cfg: DictConfig, model: nn.Module, data: DatasetSource) -> dic
         "resolution": eval_resolution(cfg),
         "defense": resolved["defense"],
     }
-    if data.preprocessing:  # the evaluations under this key see the transforms' output
+    if getattr(data, "preprocessing", None):  # its evaluations see the transforms' output
         spec["preprocessing"] = data.preprocessing
     if adversarial(cfg):
         spec |= {k: resolved[k] for k in ("dataset", "train", "seed")}
