@@ -74,10 +74,12 @@ class NYUv2(ConvertedDataset):
     def train_transform(self):
         if not self.paper_normals:
             return super().train_transform()
+        # per pixel, so it commutes with the nearest resize, flip and crop: applied last, on the
+        # cropped pixels only (padded raw pixels are (0, 0, 0), i.e. the zero vector: invalid)
         augment = ScaleCropFlip(self.crop, self.scale, self.flip, negate_normal_x=False)
-        return Compose(PaperNormals(), augment)
+        return Compose(augment, PaperNormals())
 
     def test_transform(self):
         if not self.paper_normals:
             return super().test_transform()
-        return Compose(PaperNormals(), super().test_transform())
+        return Compose(super().test_transform(), PaperNormals())

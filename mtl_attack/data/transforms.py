@@ -10,7 +10,7 @@ NYUv2 (DGBA repo ``data/nyuv2_dataloader_adashare.py``, datasets.md §3.2) and T
 * test: resize to the crop size (aspect ratio not kept), image bilinear, labels nearest.
 
 Resizes follow OpenCV (the reference's ``cv2.resize``): bilinear without antialiasing
-(:func:`resize_linear`), nearest as ``floor(dst * src / dst_size)`` (:func:`resize_nearest`).
+(:func:`resize_linear`), nearest as ``floor(x / (dst_size / src_size))`` (:func:`resize_nearest`).
 
 Randomness comes from torch's generator, which PyTorch seeds per DataLoader worker.
 """
