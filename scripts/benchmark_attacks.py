@@ -10,12 +10,18 @@ SignSum with T backward passes instead of one batched (``is_grads_batched``) bac
 aggregators take the same T gradients).
 
 A step's cost is ``(t(steps=hi) - t(steps=lo)) / (hi - lo)`` (the median over ``--repeats``),
-which cancels the clean and final forward passes every attack makes once. ``t`` is the process
-CPU time on one thread (``time.process_time``): on cores shared with other jobs, wall-clock
-time mostly measures the neighbours. ``img/s`` is for a full ``hi``-step attack on one core.
+which cancels the clean and final forward passes every attack makes once. On the CPU ``t`` is
+the process CPU time on one thread (``time.process_time``): on cores shared with other jobs,
+wall-clock time mostly measures the neighbours. On CUDA (``--device cuda``) ``t`` is wall-clock
+time between two ``torch.cuda.synchronize()`` calls. ``img/s`` is for a full ``hi``-step attack.
+Column ``x f+b`` compares the step with the floor every gradient attack pays: one forward pass
+of the model and one backward pass to the input of the summed task losses (median of
+``--repeats`` x 5 timings).
 
     python scripts/benchmark_attacks.py                      # tiny model, all combinations
     python scripts/benchmark_attacks.py --models deeplab --steps 1 2 --repeats 1 --batch 1
+    python scripts/benchmark_attacks.py --models deeplab --device cuda --batch 16 \
+        --objectives single total dgba signsum --rules pgd apgd --steps 5 25 --repeats 5
     python scripts/benchmark_attacks.py --rules pgd apgd --objectives total relative cyclic \
         minmax minmax:metric signsum aggregate:mgda aggregate:linf_mgda aggregate:pcgrad \
         aggregate:dbmtl aggregate:imtl --repeats 5
@@ -83,10 +89,34 @@ def make_batch(batch: int, size: tuple[int, int], seed: int = 0):
     return images, targets
 
 
+def clock(device: torch.device) -> float:
+    """CPU time of this process on the CPU; wall-clock time after the GPU's queue drained."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.process_time()
+
+
 def timed(attack, model, images, targets) -> float:
-    start = time.process_time()
+    start = clock(images.device)
     attack(model, images, targets)
-    return time.process_time() - start
+    return clock(images.device) - start
+
+
+def floor_cost(model, tasks, images, targets, repeats: int) -> float:
+    """Median seconds of one forward pass and one backward pass of the summed task losses to
+    the input: what every gradient attack step costs at least."""
+
+    def once() -> float:
+        x = images.detach().requires_grad_(True)
+        start = clock(images.device)
+        preds = model(x)
+        total = sum(task.loss(preds[t], targets[t]).sum() for t, task in tasks.items())
+        torch.autograd.grad(total, x)
+        return clock(images.device) - start
+
+    once()  # warm-up
+    return statistics.median(once() for _ in range(5 * repeats))
 
 
 def make_attack(objective: str, rule: str, tasks, steps: int):
@@ -138,22 +168,38 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
     torch.set_num_threads(args.threads)
     tasks = build_tasks(TASKS, 6)
     lo, hi = args.steps
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu, {args.threads} thread(s)"
+    )
     print(
-        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
+        f"torch {torch.__version__}, {where}, batch {args.batch}, "
         f"step cost from {lo} vs {hi} steps, median of {args.repeats}"
     )
     print(
         f"{'model':<8} {'size':<8} {'objective':<19} {'rule':<5} {'ms/step':>9} "
-        f"{'x total':>8} {'x signsum':>9} {'x pgd':>6} {'img/s':>8}"
+        f"{'x f+b':>6} {'x total':>8} {'x signsum':>9} {'x pgd':>6} {'img/s':>8}"
     )
     for name in args.models:
         torch.manual_seed(0)
         model, size = make_model(name, tasks)
+        model = model.to(device)
         images, targets = make_batch(args.batch, size)
+        images, targets = images.to(device), {t: v.to(device) for t, v in targets.items()}
+        floor = floor_cost(model, tasks, images, targets, args.repeats)
+        print(
+            f"{name:<8} {size[0]}x{size[1]:<5} {'forward+backward':<19} {'':<5} "
+            f"{1000 * floor:>9.1f} {1.0:>6.2f}"
+        )
         combos = [(o, r) for r in args.rules for o in args.objectives]
         costs = step_costs(combos, tasks, model, images, targets, lo, hi, args.repeats)
         for (objective, rule), (step, full) in costs.items():
@@ -162,7 +208,8 @@ def main() -> None:
             vs_pgd = step / costs.get((objective, "pgd"), (step,))[0]
             print(
                 f"{name:<8} {size[0]}x{size[1]:<5} {objective:<19} {rule:<5} "
-                f"{1000 * step:>9.1f} {vs_total:>8.2f} {vs_signsum:>9.2f} {vs_pgd:>6.2f} "
+                f"{1000 * step:>9.1f} {step / floor:>6.2f} {vs_total:>8.2f} "
+                f"{vs_signsum:>9.2f} {vs_pgd:>6.2f} "
                 f"{args.batch / full:>8.1f}"
             )
 

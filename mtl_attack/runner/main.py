@@ -28,6 +28,7 @@ from mtl_attack.runner.build import (
     build_defense,
     build_model,
     loaders,
+    log,
     model_kind,
     model_stats,
 )
@@ -208,6 +209,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     logger, exit_code = None, 1
     try:
         job = setup(cfg, local_device(device))
+        if distributed:
+            log.info(
+                "torchrun: %d process(es), backend %s, device %s",
+                dist.get_world_size(),
+                dist.get_backend(),
+                job.device,
+            )
         logger = make_logger(cfg)
         logger.start(OmegaConf.to_container(cfg, resolve=True), name=run_dir.name)
         results = evaluate_job(cfg, job, logger)

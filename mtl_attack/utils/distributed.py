@@ -28,11 +28,13 @@ def is_main() -> bool:
 
 
 def init_from_env(device: torch.device) -> bool:
-    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
+    """Join the process group torchrun describes in the environment (RANK and WORLD_SIZE set),
+    also when it has one process: a one-GPU torchrun job runs the same NCCL code paths as a
+    multi-GPU one.
 
     Uses NCCL on CUDA (one GPU per local rank) and gloo on the CPU. Returns whether distributed.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if not {"RANK", "WORLD_SIZE"} <= set(os.environ) or dist.is_initialized():
         return dist.is_initialized()
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
