@@ -21,7 +21,7 @@ of the model and one backward pass to the input of the summed task losses (media
     python scripts/benchmark_attacks.py                      # tiny model, all combinations
     python scripts/benchmark_attacks.py --models deeplab --steps 1 2 --repeats 1 --batch 1
     python scripts/benchmark_attacks.py --models deeplab --device cuda --batch 16 \
-        --objectives single total dgba signsum --rules pgd apgd --steps 5 25 --repeats 5
+        --objectives single total dgba signsum --rules pgd apgd --steps 4 20 --repeats 2
     python scripts/benchmark_attacks.py --rules pgd apgd --objectives total relative cyclic \
         minmax minmax:metric signsum aggregate:mgda aggregate:linf_mgda aggregate:pcgrad \
         aggregate:dbmtl aggregate:imtl --repeats 5

@@ -17,15 +17,15 @@ export WANDB_MODE=offline WANDB_SILENT=true PYTHONUNBUFFERED=1
 torch.cuda.get_device_name(0))"
   nproc
 } >"$out/env.txt" 2>&1
-timeout "${PYTEST_LIMIT:-240}" python3 -m pytest -q -n "${PYTEST_WORKERS:-8}" -p no:randomly \
+timeout "${PYTEST_LIMIT:-200}" python3 -m pytest -q -n "${PYTEST_WORKERS:-8}" -p no:randomly \
   >"$out/pytest.txt" 2>&1
 echo "pytest exit $?" >>"$out/pytest.txt"
-timeout "${BENCH_LIMIT:-150}" python3 scripts/benchmark_attacks.py --models deeplab tiny \
+timeout "${BENCH_LIMIT:-120}" python3 scripts/benchmark_attacks.py --models deeplab tiny \
   --device cuda --batch 16 --objectives single total dgba signsum --rules pgd apgd \
-  --steps 5 25 --repeats 3 >"$out/bench.txt" 2>&1
+  --steps 4 20 --repeats 2 >"$out/bench.txt" 2>&1
 echo "benchmark exit $?" >>"$out/bench.txt"
 tmp=$(mktemp -d)
-timeout "${TORCHRUN_LIMIT:-150}" torchrun --standalone --nproc_per_node=1 run.py attack=dgba \
+timeout "${TORCHRUN_LIMIT:-100}" torchrun --standalone --nproc_per_node=1 run.py attack=dgba \
   paths.output_dir="$tmp" progress=false >"$out/torchrun.txt" 2>&1
 echo "torchrun exit $?" >>"$out/torchrun.txt"
 grep -h "backend\|nccl\|NCCL" "$tmp"/runs/*/run.log >>"$out/torchrun.txt" 2>/dev/null
