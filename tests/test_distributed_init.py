@@ -5,6 +5,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = (
     "import torch, torch.distributed as dist\n"
@@ -39,3 +45,15 @@ def test_one_process_torchrun_environment_joins_a_group():
 
 def test_plain_process_stays_alone():
     assert probe({}) == "False None 1"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_more_processes_than_gpus_is_one_clear_line(tmp_path):
+    gpus = torch.cuda.device_count()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={gpus + 1}", str(ROOT / "run.py"), "attack=none", "logger=none"]
+    cmd += [f"paths.output_dir={tmp_path}", "dataset.num_train=32", "dataset.num_test=8"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"local rank {gpus} has no GPU: this machine has {gpus}" in proc.stdout + proc.stderr

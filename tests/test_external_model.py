@@ -86,6 +86,7 @@ def comparable(entry: dict) -> dict:
 def test_hydra_external_run_equals_the_python_api(tiny_cfg, tmp_path, caplog):
     path = tmp_path / "half.pt"
     extra = ["eval.resolution=prediction", "attack.eps=[2,4]", "attack.steps=3", OUTPUTS_ARG]
+    extra.append("device=cpu")  # the API side below runs on the CPU: compare like with like
     cfg = tiny_cfg(*external(path, *extra))
     tasks, data = trained_weights(cfg, path)
     with caplog.at_level(logging.INFO, logger="mtl_attack"):

@@ -42,8 +42,10 @@ def test_readme_python_example_and_hydra_command_agree(tmp_path, monkeypatch, ca
     assert [e["objective"] for e in api["attacks"]] == ["dgba"] * 3 + ["single"] * 3
     assert len(api["transfer"]) == 1 and api["attacks"][2]["avg_degradation"] > 0.1
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        # test-only additions: no W&B run, no progress bars, a run folder outside Hydra
-        cfg = compose("config", overrides=[*overrides, "logger=none", "progress=false"])
+        # test-only additions: no W&B run, no progress bars, a run folder outside Hydra, and
+        # the CPU the Python example runs on (bit-equality across devices is not expected)
+        extra = ["logger=none", "progress=false", "device=cpu"]
+        cfg = compose("config", overrides=[*overrides, *extra])
     with open_dict(cfg):
         cfg.hydra = None
         cfg.paths.run_dir = str(tmp_path / "run")

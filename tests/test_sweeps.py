@@ -148,6 +148,7 @@ def test_slurm_launcher_configs_compose(launcher):
 
 def test_torchrun_two_process_evaluation_equals_one_process(tmp_path):
     common = ["attack=total", "attack.eps=[4]", "attack.steps=3", "logger=none", *TINY]
+    common.append("device=cpu")  # gloo: ranks beyond the GPUs of a CUDA machine stay legal
     one = tmp_path / "one"
     run_py(*common, *paths(tmp_path), f"hydra.run.dir={one}")
     single = json.loads((one / "results.json").read_text())
@@ -179,6 +180,7 @@ def test_torchrun_two_process_training(tmp_path):
     proc = run_py(
         "attack=none",
         "logger=none",
+        "device=cpu",  # gloo: ranks beyond the GPUs of a CUDA machine stay legal
         *TINY,
         *paths(tmp_path),
         launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],

@@ -38,7 +38,13 @@ def init_from_env(device: torch.device) -> bool:
         return dist.is_initialized()
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local >= gpus:
+            raise ValueError(
+                f"torchrun local rank {local} has no GPU: this machine has {gpus}; use "
+                f"--nproc_per_node={gpus} (one process per GPU) or device=cpu (gloo)"
+            )
+        torch.cuda.set_device(local)
     dist.init_process_group(backend)
     return True
 
