@@ -31,6 +31,7 @@ from mtl_attack.runner.build import (
     model_kind,
     model_stats,
 )
+from mtl_attack.runner.finish import finish_logger
 from mtl_attack.runner.training import defense_record, trained_model
 from mtl_attack.tasks import tasks_for
 from mtl_attack.utils.distributed import (
@@ -222,7 +223,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return results
     finally:
         if logger is not None:
-            logger.finish(exit_code)
+            finish_logger(logger, exit_code)
         if distributed:
             barrier()
             dist.destroy_process_group()
