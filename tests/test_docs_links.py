@@ -19,7 +19,10 @@ def test_every_link_in_the_readme_and_docs_resolves():
 @pytest.mark.parametrize(
     ("heading", "anchor"),
     [
-        ("The resolution convention (`eval.resolution`)", "the-resolution-convention-evalresolution"),
+        (
+            "The resolution convention (`eval.resolution`)",
+            "the-resolution-convention-evalresolution",
+        ),
         ("Real datasets: NYUv2 and Tiny-Taskonomy", "real-datasets-nyuv2-and-tiny-taskonomy"),
         ("Worst-case ensemble (`attack=ensemble`)", "worst-case-ensemble-attackensemble"),
         ("The paper's trained models (`model=treemtl`)", "the-papers-trained-models-modeltreemtl"),
