@@ -118,7 +118,7 @@ def check_missing(cfg: DictConfig) -> None:
         example = " ".join(f"{key}=..." for key in missing)
         raise ConfigError(
             f"{', '.join(missing)} must be set for this config; add {example} to the command "
-            "line (see the README section of the group you chose)"
+            "line (docs/configuration.md lists every group and its keys)"
         )
 
 
