@@ -25,7 +25,10 @@ test-slow:  ## the slow end-to-end checks
 demo:  ## the main job on the built-in synthetic benchmark
 	$(PY) run.py
 
-samples:  ## redraw the README's synthetic sample figure
+docs:  ## build the documentation site into site/ (strict: broken links fail)
+	$(PY) -m mkdocs build --strict
+
+samples:  ## redraw the synthetic sample figure (docs/synthetic.md)
 	$(PY) scripts/render_samples.py --out docs/synthetic_samples.png
 
-.PHONY: help install lint format test test-slow demo samples
+.PHONY: help install lint format test test-slow demo docs samples

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mtl_attack.evaluation.keys import EPS, HEATMAP_IMAGE, HEATMAP_TABLE, VS_EPS, metric_key
+from mtl_attack.utils.formatting import flat_config
 
-log = logging.getLogger("mtl_attack")
+
+@dataclass(frozen=True)
+class DashboardRequest:
+    """What a finished run with ``logger.dashboard=true`` asks of the W&B workspace. The logger
+    only records it; whoever finishes the run (the runner) hands it to the dashboard, so logging
+    never imports the dashboards and reports built on top of it."""
+
+    entity: str | None
+    project: str
+    mode: str  # offline | online | disabled
+    results: str  # folder of results.json files the panels are built from
+
+    def command(self) -> str:
+        """The command that builds the workspace by hand (e.g. after ``wandb sync``)."""
+        return (
+            f"python scripts/wandb_dashboard.py --entity {self.entity or 'ENTITY'} "
+            f"--project {self.project} --results {self.results}"
+        )
 
 
 class Logger:
     """No-op logger (``logger=none``) and the interface of every logger."""
 
     run_dir: str | None = None
+    #: set by :meth:`finish` when the run asks for the W&B workspace to be updated
+    dashboard_request: DashboardRequest | None = None
 
     def start(self, config: dict[str, Any], name: str | None = None) -> None: ...
 
@@ -46,26 +66,14 @@ class Logger:
     def finish(self, exit_code: int = 0) -> None: ...
 
 
-def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"sharing": {"index": 3}}`` -> ``{"sharing.index": 3}``: every leaf is its own W&B config
-    column, so runs can be grouped and compared (parallel coordinates) by any key."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(flat_config(value, name))
-        else:
-            out[name] = value
-    return out
-
-
 class WandbLogger(Logger):
     """Weights & Biases. ``mode``: ``offline`` (default: writes a run folder that ``wandb sync``
     uploads later), ``online`` or ``disabled``. Runs go to ``<dir>/wandb/``.
 
-    ``dashboard=True``: when an online run finishes, create or update the project's saved
-    workspace (:mod:`mtl_attack.dashboard`) from the results.json files under
-    ``dashboard_from``; offline, say how to build it after ``wandb sync``.
+    ``dashboard=True``: a run that finishes successfully leaves a :class:`DashboardRequest`,
+    with which the runner creates or updates the project's saved workspace from the
+    results.json files under ``dashboard_from`` (offline: it says how to build it after
+    ``wandb sync``).
     """
 
     def __init__(
@@ -160,37 +168,12 @@ class WandbLogger(Logger):
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:
-            entity = self.entity or (self.run.entity if self.dashboard else None)
+            entity = self.entity or (self.run.entity if self.dashboard else None) or None
             self.run.finish(exit_code=exit_code)
             self.run = None
             if self.dashboard and exit_code == 0:
-                self.update_dashboard(entity)
-
-    def update_dashboard(self, entity: str | None) -> None:
-        """``logger.dashboard=true``: the project's workspace, or one line saying why not."""
-        command = (
-            f"python scripts/wandb_dashboard.py --entity {entity or 'ENTITY'} "
-            f"--project {self.project} --results {self.dashboard_from or 'outputs'}"
-        )
-        if self.mode == "disabled":
-            log.info("W&B dashboard skipped (logger.mode=disabled: nothing was logged)")
-            return
-        if self.mode == "offline":
-            log.info("W&B dashboard skipped (offline run); after `wandb sync`: %s", command)
-            return
-        from mtl_attack.dashboard import publish_workspace
-
-        try:
-            url = publish_workspace(entity, self.project, [self.dashboard_from or "outputs"])
-            log.info("W&B workspace updated: %s", url)
-        except Exception as err:  # the run's results are safe; the workspace can wait
-            log.warning("W&B workspace not updated (%s); retry with: %s", one_line(err), command)
-
-
-def one_line(err: BaseException) -> str:
-    """``Type: first line of the message`` (W&B errors can span screens)."""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+                results = self.dashboard_from or "outputs"
+                self.dashboard_request = DashboardRequest(entity, self.project, self.mode, results)
 
 
 def render_heatmap(values, rows, columns, title: str = ""):

@@ -1,6 +1,6 @@
 """Convert Cityscapes (raw official release | MTAN .npy) into the project's HDF5 schema.
 
-Usage: see README.md ("Cityscapes") or `python scripts/prepare_cityscapes.py --help`.
+Usage: see docs/datasets.md ("Cityscapes") or `python scripts/prepare_cityscapes.py --help`.
 """
 
 import sys

@@ -1,6 +1,7 @@
 """Convert NYUv2 (labeled-mat | adashare | mtan) into the project's HDF5 schema.
 
-Usage: see README.md ("Real datasets") or `python scripts/prepare_nyuv2.py --help`.
+Usage: see docs/datasets.md ("NYUv2 and Tiny-Taskonomy") or
+`python scripts/prepare_nyuv2.py --help`.
 """
 
 import sys

@@ -1,6 +1,7 @@
 """Convert raw Tiny-Taskonomy into the project's HDF5 schema.
 
-Usage: see README.md ("Real datasets") or `python scripts/prepare_taskonomy.py --help`.
+Usage: see docs/datasets.md ("NYUv2 and Tiny-Taskonomy") or
+`python scripts/prepare_taskonomy.py --help`.
 """
 
 import sys

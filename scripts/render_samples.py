@@ -1,4 +1,4 @@
-"""Draw a few synthetic samples and their task maps into a PNG (used for the README figure).
+"""Draw a few synthetic samples and their task maps into a PNG (the figure of docs/synthetic.md).
 
 python scripts/render_samples.py --out docs/synthetic_samples.png --num 4
 """

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from mtl_attack.loggers import one_line
+from mtl_attack.utils.formatting import one_line
 
 DRY_RUN = "use --dry-run to print the spec without network"
 

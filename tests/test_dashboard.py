@@ -26,6 +26,9 @@ from mtl_attack.evaluation.keys import (
     transfer_key,
     vs_eps_key,
 )
+from mtl_attack.loggers import DashboardRequest
+from mtl_attack.runner import run
+from mtl_attack.runner.finish import finish_logger
 
 PROJECT = "mtl-attack"  # conf/logger/wandb.yaml
 DGBA = {"objective": "dgba", "target_task": None, "step": "pgd"}
@@ -223,7 +226,27 @@ def test_logger_dashboard_offline_says_how_to_build_it(tiny_cfg, caplog):
     assert logger.dashboard is True and logger.mode == "offline"
     logger.start({"seed": 0}, name="dashboard")
     with caplog.at_level("INFO", logger="mtl_attack"):
-        logger.finish()
+        finish_logger(logger)
     (record,) = [r for r in caplog.records if r.name == "mtl_attack"]
     assert "skipped (offline run)" in record.getMessage()
     assert f"scripts/wandb_dashboard.py --entity ENTITY --project {PROJECT}" in record.getMessage()
+
+
+def test_the_logger_only_records_the_request_and_a_failed_run_makes_none(tiny_cfg, caplog):
+    cfg = tiny_cfg("logger.dashboard=true")
+    failed, done = instantiate(cfg.logger), instantiate(cfg.logger)
+    for logger, exit_code in [(failed, 1), (done, 0)]:
+        logger.start({"seed": 0}, name=f"exit{exit_code}")
+        with caplog.at_level("INFO", logger="mtl_attack"):
+            logger.finish(exit_code)  # the logger itself publishes nothing and says nothing
+    assert not [r for r in caplog.records if r.name == "mtl_attack"]
+    assert failed.dashboard_request is None
+    assert done.dashboard_request == DashboardRequest(
+        None, PROJECT, "offline", cfg.paths.output_dir
+    )
+
+
+def test_run_hands_the_dashboard_request_on(tiny_cfg, caplog):
+    with caplog.at_level("INFO", logger="mtl_attack"):
+        run(tiny_cfg("logger.dashboard=true", "attack=none", "train.epochs=0"))
+    assert any("W&B dashboard skipped (offline run)" in r.getMessage() for r in caplog.records)

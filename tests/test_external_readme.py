@@ -1,5 +1,6 @@
-"""The README's "Attack your own model" example, extracted from the README and run: the Python
-API and the Hydra command give the same numbers, so the example stays true."""
+"""The "Attack your own model" examples, extracted from the documentation and run: the complete
+example of docs/own_model.md (the Python API and the Hydra command give the same numbers) and
+the README's short Python sketch, so the examples stay true wherever they live."""
 
 from __future__ import annotations
 
@@ -11,21 +12,29 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF
+from docs_pages import ROOT, pages
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+from torch.utils.data import DataLoader
 
+from mtl_attack.data.synthetic import SyntheticBenchmark
 from mtl_attack.runner import run
+from mtl_attack.tasks import tasks_for
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def example_page() -> Path:
+    """The one documentation page that holds the complete TinyMTL example."""
+    (page,) = [p for p in pages() if "class TinyMTL" in "".join(PYTHON.findall(p.read_text()))]
+    return page
 
 
 def readme_example() -> tuple[str, list[str]]:
-    """(the Python file of the section, the overrides of its ``python run.py`` command)."""
-    text = README.read_text()
-    section = text[text.index("## Attack your own model") :]
-    section = section[: section.index("\n## ", 10)]
-    (python,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "TinyMTL" in b]
-    bash = next(b for b in re.findall(r"```bash\n(.*?)```", section, re.S) if "run.py" in b)
+    """(the Python file of the example, the overrides of its ``python run.py`` command)."""
+    text = example_page().read_text()
+    (python,) = [b for b in PYTHON.findall(text) if "class TinyMTL" in b]
+    bash = next(b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "run.py" in b)
     command = bash[bash.index("python run.py") :].replace("\\\n", " ").splitlines()[0]
     return python, shlex.split(command)[2:]
 
@@ -54,6 +63,25 @@ def test_readme_python_example_and_hydra_command_agree(tmp_path, monkeypatch, ca
     for ours, theirs in zip(results["attacks"], api["attacks"][:3]):
         for key in ("eps", "tasks", "avg_degradation", "min_degradation", "avg_loss_increase"):
             assert ours[key] == theirs[key], key
-    quoted = re.search(r"dgba at eps 2/4/8 \(([\d.]+), ([\d.]+), ([\d.]+)\)", README.read_text())
+    quoted = re.search(
+        r"dgba at eps 2/4/8 \(([\d.]+), ([\d.]+), ([\d.]+)\)", example_page().read_text()
+    )
     measured = [e["avg_degradation"] for e in results["attacks"]]
     assert measured == pytest.approx([float(q) for q in quoted.groups()], abs=2e-3)
+
+
+def test_the_readme_python_sketch_runs(tmp_path, monkeypatch, capsys):
+    """The README's sketch, with the names it assumes (``net``, ``tasks``, ``test_loader``) given:
+    an untrained TinyMTL of the docs example on a tiny synthetic split."""
+    (sketch,) = PYTHON.findall((ROOT / "README.md").read_text())
+    python, _ = readme_example()
+    (tmp_path / "my_mtl_model.py").write_text(python)
+    tiny_mtl = runpy.run_path(str(tmp_path / "my_mtl_model.py"))["TinyMTL"]  # not __main__
+    data = SyntheticBenchmark(str(tmp_path / "data"), num_train=8, num_test=8, resolution=32)
+    data.prepare()
+    names = {"net": tiny_mtl(), "tasks": tasks_for(data)}
+    names["test_loader"] = DataLoader(data.split("test"), batch_size=8)
+    exec(compile(sketch, "README.md", "exec"), names)
+    assert [a["eps"] for a in names["results"]["attacks"]] == [2, 4, 8]
+    printed = capsys.readouterr().out.strip()
+    assert printed == str([round(a["avg_degradation"], 3) for a in names["results"]["attacks"]])

@@ -1,6 +1,7 @@
-"""Every ``python run.py`` / ``torchrun ... run.py`` command in the README composes as written.
+"""Every ``python run.py`` / ``torchrun ... run.py`` command in README.md and in every page under
+docs/ composes as written.
 
-The commands are taken from the README's code blocks (backslash continuations joined, comments
+The commands are taken from the pages' code blocks (backslash continuations joined, comments
 dropped) and inline code spans. Each is composed with Hydra exactly as ``run.py`` would: a
 multirun (``-m``) is expanded into its jobs like Hydra's basic sweeper does, including the
 sweeper parameters an ``+experiment=`` overlay sets. For every job the sharing layout is built
@@ -15,6 +16,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from docs_pages import pages, split_code
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,30 +28,13 @@ from mtl_attack.tasks import build_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-README = (ROOT / "README.md").read_text()
 
 
-def code_blocks(text: str) -> tuple[list[str], str]:
-    """(the fenced code blocks, the prose with them removed)."""
-    blocks, prose, current = [], [], None
-    for line in text.splitlines():
-        if line.startswith("```"):
-            if current is None:
-                current = []
-            else:
-                blocks.append("\n".join(current))
-                current = None
-        elif current is None:
-            prose.append(line)
-        else:
-            current.append(line)
-    return blocks, "\n".join(prose)
-
-
-def readme_commands(text: str = README) -> list[str]:
-    """The run.py command lines of the README, in order."""
+def readme_commands(text: str) -> list[str]:
+    """The run.py command lines of one page (README.md or a docs page), in order."""
     commands = []
-    blocks, prose = code_blocks(text)
+    blocks, prose = split_code(text)
+    prose = "\n".join(prose)
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
             if "run.py" in line:
@@ -105,12 +90,32 @@ def check_job(cfg) -> None:
         assert build_attacks(cfg, tasks)
 
 
-COMMANDS = readme_commands()
+PAGES = {str(page.relative_to(ROOT)): readme_commands(page.read_text()) for page in pages()}
+COMMANDS = [
+    pytest.param(command, id=f"{name}: {command}")
+    for name, commands in PAGES.items()
+    for command in commands
+]
 
 
-def test_the_readme_has_the_commands_users_copy():
-    assert len(COMMANDS) >= 30
-    assert "python run.py" in COMMANDS and any(c.startswith("torchrun") for c in COMMANDS)
+def test_the_readme_and_docs_have_the_commands_users_copy():
+    every = [c for commands in PAGES.values() for c in commands]
+    assert len(every) >= 60 and len(PAGES["README.md"]) >= 10
+    assert "python run.py" in every and any(c.startswith("torchrun") for c in every)
+    for page in ("docs/attacks.md", "docs/sharing.md", "docs/training.md", "docs/sweeps.md"):
+        assert len(PAGES[page]) >= 3, page  # the pages that moved out of the README
+
+
+def test_commands_are_read_from_blocks_continuations_and_spans():
+    page = (
+        "Run `python run.py attack=none` or see `run.py`.\n```bash\n"
+        "python run.py -m sharing=layout \\\n    sharing.index=0,1  # a sweep\n"
+        "# python run.py commented=out\n```\n"
+    )
+    assert readme_commands(page) == [
+        "python run.py -m sharing=layout sharing.index=0,1",
+        "python run.py attack=none",
+    ]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -120,7 +120,8 @@ class MinMax(Objective):
 
     Args:
         beta: inverse weight step. Wang et al. use 30-50 over 20-100 steps; the default 0.5
-            lets the weights move within 10 steps (picked on the synthetic benchmark, README).
+            lets the weights move within 10 steps (picked on the synthetic benchmark, see
+            docs/attacks.md).
         gamma: pull toward uniform weights (Wang et al.: 3-5; 0 = pure worst case;
             ``inf`` = DGBA).
         weights_from: ``loss`` | ``metric``.

@@ -28,8 +28,8 @@ from mtl_attack.evaluation.keys import (
     val_key,
     vs_eps_key,
 )
-from mtl_attack.loggers import flat_config
 from mtl_attack.report import HEADLINE, find_results, load_runs
+from mtl_attack.utils.formatting import flat_config
 
 SECTIONS = ("Attack strength", "Sharing trade-off", "Per task", "Transfer", "Training")
 SHARING_DEGREE = model_key("sharing_degree")

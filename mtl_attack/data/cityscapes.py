@@ -33,7 +33,7 @@ class Cityscapes(ConvertedDataset):
     metric_set = "cityscapes"
     prepare_command = (
         "python scripts/prepare_cityscapes.py --source raw --root CITYSCAPES_DIR --out {out} "
-        "(or --source mtan --root MTAN_CITYSCAPES_DIR; see README)"
+        "(or --source mtan --root MTAN_CITYSCAPES_DIR; see docs/datasets.md)"
     )
 
     def __init__(

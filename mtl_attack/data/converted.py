@@ -21,7 +21,7 @@ class ConvertedDataset(DatasetSource):
     splits: tuple[str, ...] = ("train", "test")
     prepare_command: str = ""
     # v2: OpenCV-exact resizes, truncated scale, image centred in the padding (was PIL, rounded,
-    # bottom/right); checked against the reference loader (README, Preprocessing)
+    # bottom/right); checked against the reference loader (docs/datasets.md, Preprocessing)
     preprocessing: str | None = "opencv-2"
 
     def __init__(

@@ -30,7 +30,7 @@ class NYUv2(ConvertedDataset):
     prepare_command = (
         "python scripts/prepare_nyuv2.py --source labeled-mat --mat nyu_depth_v2_labeled.mat "
         "--splits splits.mat --class-map classMapping40.mat --out {out} "
-        "(or --source adashare|mtan --root DIR; see README)"
+        "(or --source adashare|mtan --root DIR; see docs/datasets.md)"
     )
 
     def __init__(

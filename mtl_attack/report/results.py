@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_attack.evaluation.identity import identity_from_run, short_name
-from mtl_attack.loggers import flat_config
+from mtl_attack.utils.formatting import flat_config
 
 
 @dataclass

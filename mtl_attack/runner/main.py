@@ -32,6 +32,7 @@ from mtl_attack.runner.build import (
     model_kind,
     model_stats,
 )
+from mtl_attack.runner.finish import finish_logger
 from mtl_attack.runner.training import defense_record, trained_model
 from mtl_attack.tasks import tasks_for
 from mtl_attack.utils.distributed import (
@@ -118,7 +119,7 @@ def check_missing(cfg: DictConfig) -> None:
         example = " ".join(f"{key}=..." for key in missing)
         raise ConfigError(
             f"{', '.join(missing)} must be set for this config; add {example} to the command "
-            "line (see the README section of the group you chose)"
+            "line (docs/configuration.md lists every group and its keys)"
         )
 
 
@@ -230,7 +231,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return results
     finally:
         if logger is not None:
-            logger.finish(exit_code)
+            finish_logger(logger, exit_code)
         if distributed:
             barrier()
             dist.destroy_process_group()

@@ -41,7 +41,9 @@ def _write(args, plans, tasks, attrs, stamp) -> bool:
 
 
 def nyuv2_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Convert NYUv2 into train.h5/test.h5 (see README).")
+    p = argparse.ArgumentParser(
+        description="Convert NYUv2 into train.h5/test.h5 (see docs/datasets.md)."
+    )
     p.add_argument("--source", required=True, choices=["labeled-mat", "adashare", "mtan"])
     p.add_argument("--mat", help="labeled-mat: nyu_depth_v2_labeled.mat (v7.3)")
     p.add_argument("--splits", help="labeled-mat: splits.mat (trainNdxs/testNdxs, 1-based)")
@@ -117,7 +119,9 @@ CITYSCAPES_TASKS = ("segment_semantic", "depth_zbuffer")
 
 
 def cityscapes_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Convert Cityscapes into train.h5/test.h5 (README).")
+    p = argparse.ArgumentParser(
+        description="Convert Cityscapes into train.h5/test.h5 (see docs/datasets.md)."
+    )
     p.add_argument("--source", required=True, choices=["raw", "mtan"])
     p.add_argument(
         "--root",
