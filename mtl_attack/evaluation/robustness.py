@@ -177,7 +177,12 @@ def attack_label(attack: Attack) -> dict[str, object]:
         "target_task": getattr(objective, "task", None),
     }
     variant = getattr(objective, "variant", None)
-    return label | ({"variant": variant} if variant is not None else {})
+    loss = getattr(getattr(attack, "loss", None), "label", None)
+    if members:  # an ensemble's members may carry their own losses; one shared loss labels it
+        labels = {getattr(getattr(m, "loss", None), "label", None) for m in members.values()}
+        loss = labels.pop() if len(labels) == 1 else None
+    extra = {"variant": variant, "loss": loss}
+    return label | {k: v for k, v in extra.items() if v is not None}
 
 
 def evaluate_robustness(
