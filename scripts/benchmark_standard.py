@@ -29,7 +29,7 @@ from mtl_attack.attacks import build_standard
 from mtl_attack.evaluation import evaluate, evaluate_views, verdicts
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.main import setup
-from mtl_attack.runner.standard import fixed_protocol
+from mtl_attack.runner.standard import PROTOCOL_KEYS, fixed_protocol
 from mtl_attack.runner.training import trained_model
 from mtl_attack.utils.env import resolve_device
 
@@ -48,7 +48,7 @@ def composed(extra: list[str]):
 
 def protocol(**budget) -> dict:
     spec = fixed_protocol()
-    return {k: spec[k] for k in ("members", "square", "seed")} | spec["budgets"]["full"] | budget
+    return {k: spec[k] for k in PROTOCOL_KEYS} | budget
 
 
 def measure(job, clean, eps_list, budget: dict) -> dict:

@@ -206,18 +206,20 @@ def build_standard(
     tasks: dict[str, Task], eps: float, protocol: Mapping, step_rule: StepRule | None = None
 ) -> Standard:
     """The standard protocol at budget ``eps`` from its definition (``conf/attack/standard.yaml``
-    resolved, its ``budgets`` narrowed to one): ``members`` ``{label: {objective, **options}}``
-    (``single`` runs once per task), ``steps``, ``queries``, ``square_share``, ``eot_draws``,
-    ``square`` ``{objective, p_init}`` and ``seed``; ``step_rule`` of the members: APGD."""
+    resolved, its ``budgets`` narrowed to one): ``members`` ``{label: {objective, [loss],
+    **options}}`` (``single`` runs once per task, or per task its ``loss`` is defined for),
+    ``steps``, ``queries``, ``square_share``, ``eot_draws``, ``square`` ``{objective, p_init}``
+    and ``seed``; ``step_rule`` of the members: APGD."""
     rule, seed = step_rule or AutoPGD(), int(protocol["seed"])
     members = {}
     for name, spec in protocol["members"].items():
-        options = {k: v for k, v in spec.items() if k != "objective"}
-        targets = list(tasks) if spec["objective"] == "single" else [None]
-        for target in targets:
+        options = {k: v for k, v in spec.items() if k not in ("objective", "loss")}
+        loss = AttackLoss(spec.get("loss", "ce"), tasks, announce=False)
+        single = spec["objective"] == "single"
+        for target in single_targets(tasks, loss) if single else [None]:
             objective = build_objective(spec["objective"], tasks, target, **options)
             members[f"{name}({target})" if target else name] = IterativeAttack(
-                rule, objective, tasks, eps=eps, steps=int(protocol["steps"]), seed=seed
+                rule, objective, tasks, eps, steps=int(protocol["steps"]), seed=seed, loss=loss
             )
     square = dict(protocol["square"])
     objective = build_objective(square.pop("objective"), tasks)

@@ -99,16 +99,26 @@ def evaluate_views(
         checks = sanity_checks(stats[view])
         entry["flags"] = [c["flag"] for c in checks]
         entry["diagnostics"] = stats[view].as_dict()
-        for check in checks:
-            log.warning(
-                "attack %s eps=%s: sanity flag %s: %s",
-                attack_name(entry),
-                entry["eps"],
-                check["flag"],
-                check["message"],
-            )
+        _warn(entry, checks)
         entries.append(entry)
     return entries
+
+
+def _warn(entry: dict, checks: list[dict]) -> None:
+    """Log an entry's flags: what each saw and what to do (for ``attack=standard``, whose
+    verdict logs every flag's message once, only the names)."""
+    if entry["objective"] == "standard" and checks:
+        names = ", ".join(c["flag"] for c in checks)
+        log.warning("attack %s eps=%s: sanity flags %s", attack_name(entry), entry["eps"], names)
+        return
+    for check in checks:
+        log.warning(
+            "attack %s eps=%s: sanity flag %s: %s",
+            attack_name(entry),
+            entry["eps"],
+            check["flag"],
+            check["message"],
+        )
 
 
 def _summed_info(info: dict, device: torch.device) -> dict:
