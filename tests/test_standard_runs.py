@@ -41,7 +41,7 @@ def test_standard_run_writes_one_verdict_per_eps(tiny_cfg, tmp_path, caplog):
     assert first["budget"] == "smoke" and first["queries"] == 24 * 10 // 2
     assert first["members"] == [
         "single(segment_semantic)", "single(normal)", "single(depth_zbuffer)", "total", "dgba",
-        "minmax_metric",
+        "minmax_metric", "single_jsd(segment_semantic)", "single_segpgd(segment_semantic)",
     ]  # fmt: skip
     assert (
         first["model"]["model"] == results["model"]["key"]
