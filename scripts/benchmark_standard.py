@@ -6,7 +6,9 @@ Trains (or reuses) the model of ``python run.py`` (extra Hydra overrides select 
 - the steps sweep (``--steps``, Square at the protocol's queries): each member's and the
   verdict's worst-task and average degradation: converged when more steps add little;
 - the queries sweep (``--queries``, members at the protocol's steps): the verdict and the samples
-  where Square beat every white-box member.
+  where Square beat every white-box member;
+- ``--square-alone Q``: Square alone (the protocol's score, Q queries) on every test image:
+  its per-task degradation and the largest perturbation it made (sweeps skipped).
 
 Writes ``<out>/standard_budgets.json`` and ``<out>/standard_budgets.md`` (the tables of
 docs/standard.md) and prints the tables.
@@ -25,8 +27,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from mtl_attack.attacks import build_standard
-from mtl_attack.evaluation import evaluate, evaluate_views, verdicts
+from mtl_attack.attacks import SquareAttack, build_objective, build_standard
+from mtl_attack.evaluation import evaluate, evaluate_views, split_batch, summarize, verdicts
+from mtl_attack.evaluation.evaluate import Totals
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.main import setup
 from mtl_attack.runner.standard import PROTOCOL_KEYS, fixed_protocol
@@ -80,6 +83,31 @@ def measure(job, clean, eps_list, budget: dict) -> dict:
     return rows
 
 
+def square_alone(job, clean, eps_list, queries: int) -> dict:
+    """Square alone on every test image: degradations, and the largest L-inf change made."""
+    rows = {}
+    objective = build_objective(fixed_protocol()["square"]["objective"], job.tasks)
+    for eps in eps_list:
+        attack = SquareAttack(objective, job.tasks, eps, queries=queries)
+        totals, largest, start = Totals(job.tasks), 0.0, time.time()
+        for batch in job.test_loader:
+            images, targets = split_batch(batch, job.tasks, job.device)
+            out = attack.run(job.model, images, targets)
+            totals.update(out.preds, targets, out.losses)
+            largest = max(largest, float((out.images - images).abs().max()) * 255)
+        summary = summarize(job.tasks, clean, totals.result(job.device))
+        rows[eps] = {
+            "min_degradation": summary["min_degradation"],
+            "avg_degradation": summary["avg_degradation"],
+            "tasks": {t: v["degradation"] for t, v in summary["tasks"].items()},
+            "largest_linf_levels": largest,
+            "outside_budget": attack.stats.outside_budget,
+            "seconds": time.time() - start,
+        }
+        print("square alone", eps, rows[eps], flush=True)
+    return rows
+
+
 def tables(results: dict) -> str:
     lines = ["**APGD steps** (min / avg degradation; Square at the protocol's queries)", ""]
     steps = results["steps"]
@@ -114,6 +142,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, nargs="+", default=[100, 500, 2000])
     parser.add_argument("--eps", type=float, nargs="+", default=[2, 4, 8])
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark_standard")
+    parser.add_argument("--square-alone", type=int, default=0, metavar="QUERIES")
     args, extra = parser.parse_known_args()
     cfg = composed(extra)
     device = resolve_device(cfg.device)
@@ -125,6 +154,10 @@ def main() -> None:
     results = {"device": str(device), "threads": torch.get_num_threads(), "clean": clean}
     results |= {"steps": {}, "queries": {}}
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.square_alone:
+        results["square_alone"] = square_alone(job, clean, eps_list, args.square_alone)
+        (args.out / "square_alone.json").write_text(json.dumps(results, indent=1))
+        return
     for axis, values in (("steps", args.steps), ("queries", args.queries)):
         for value in values:
             results[axis][value] = measure(job, clean, eps_list, {axis: value})
