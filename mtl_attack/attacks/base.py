@@ -18,40 +18,17 @@ step 0's forward pass when the run starts at the clean image, from the caller
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from mtl_attack.attacks.losses import attack_loss
 from mtl_attack.attacks.objectives import Objective
-from mtl_attack.attacks.outcome import Outcome, better_of, detached, frozen
+from mtl_attack.attacks.outcome import AttackStats, Outcome, better_of, detached, frozen
 from mtl_attack.attacks.steps import StepRule, project
 from mtl_attack.tasks import Task
 
 Tensors = Mapping[str, torch.Tensor]
-
-
-@dataclass
-class AttackStats:
-    """Running sanity counters over every batch an attack saw (auto-attack ``checks.py``)."""
-
-    samples: int = 0
-    zero_gradient: int = 0  # samples whose first direction was exactly zero
-    not_raised: int = 0  # scored samples whose score at the result is not above the clean score
-    outside_budget: int = 0  # samples with ||adv - x||_inf > eps or a pixel outside [0, 1]
-    scored: int = 0  # samples whose result was scored (all of them, unless images-only PGD/MIM)
-    clean_score: float = 0.0  # sum over scored samples
-    adv_score: float = 0.0  # sum over scored samples
-    nonfinite_gradient: int = 0  # samples with a NaN or infinite direction at some step
-    falling: int = 0  # scored samples whose last iterate scores below their start point
-    queries: int = 0  # gradient-free score evaluations (Square: one forward per image each)
-    square_samples: int = 0  # samples the gradient-free stage of attack=standard attacked
-    square_wins: int = 0  # ... on which it beat every white-box member (gradient masking?)
-    randomized: int = 0  # batches whose outputs changed between two identical forwards
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Attack:
