@@ -7,7 +7,8 @@ DeepLab-ResNet-34 with per-task ASPP heads, all shared, at NYUv2's 288x384).
 SignSum with T backward passes instead of one batched (``is_grads_batched``) backward.
 ``aggregate:<aggregator>`` is ``attack=aggregate`` with that aggregator; ``minmax:metric`` is
 ``minmax`` with ``weights_from=metric``. Column ``x signsum`` compares with SignSum's step (the
-aggregators take the same T gradients).
+aggregators take the same T gradients). ``--losses`` crosses every combination with attack
+losses (docs/dense_losses.md); column ``x ce`` compares a loss's step with ``ce``'s.
 
 A step's cost is ``(t(steps=hi) - t(steps=lo)) / (hi - lo)`` (the median over ``--repeats``),
 which cancels the clean and final forward passes every attack makes once. On the CPU ``t`` is
@@ -25,6 +26,8 @@ of the model and one backward pass to the input of the summed task losses (media
     python scripts/benchmark_attacks.py --rules pgd apgd --objectives total relative cyclic \
         minmax minmax:metric signsum aggregate:mgda aggregate:linf_mgda aggregate:pcgrad \
         aggregate:dbmtl aggregate:imtl --repeats 5
+    python scripts/benchmark_attacks.py --objectives single dgba --rules pgd \
+        --losses ce segpgd cospgd mask_ce mask_ce_bal jsd      # cost of each attack loss
 """
 
 from __future__ import annotations
@@ -119,7 +122,10 @@ def floor_cost(model, tasks, images, targets, repeats: int) -> float:
     return statistics.median(once() for _ in range(5 * repeats))
 
 
-def make_attack(objective: str, rule: str, tasks, steps: int):
+TARGET = {"task": "depth_zbuffer"}  # single's attacked task (--target)
+
+
+def make_attack(objective: str, rule: str, loss: str, tasks, steps: int):
     base = {"dgba-slow": "total", "signsum-loop": "total"}.get(objective, objective)
     base, _, variant = base.partition(":")
     options = {"aggregate": {"aggregator": variant}, "minmax": {"weights_from": variant}}
@@ -129,7 +135,8 @@ def make_attack(objective: str, rule: str, tasks, steps: int):
         tasks,
         eps=4,
         steps=steps,
-        target_task="depth_zbuffer",
+        target_task=TARGET["task"],
+        loss=loss,
         **(options.get(base, {}) if variant else {}),
     )
     if objective == "dgba-slow":
@@ -142,8 +149,8 @@ def make_attack(objective: str, rule: str, tasks, steps: int):
 def step_costs(combos, tasks, model, images, targets, lo, hi, repeats):
     """Per combination: (median seconds per step, median seconds of a full ``hi``-step attack).
     Combinations are interleaved within each repeat so that slow phases hit all of them."""
-    for objective, rule in combos:  # warm-up
-        timed(make_attack(objective, rule, tasks, 1), model, images, targets)
+    for objective, rule, loss in combos:  # warm-up
+        timed(make_attack(objective, rule, loss, tasks, 1), model, images, targets)
     per_step = {c: [] for c in combos}
     full = {c: [] for c in combos}
     for _ in range(repeats):
@@ -169,7 +176,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--losses", nargs="+", default=["ce"], help="attack losses (x ce)")
+    parser.add_argument("--target", default="depth_zbuffer", help="the task single attacks")
     args = parser.parse_args()
+    TARGET["task"] = args.target
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
@@ -187,7 +197,7 @@ def main() -> None:
     )
     print(
         f"{'model':<8} {'size':<8} {'objective':<19} {'rule':<5} {'ms/step':>9} "
-        f"{'x f+b':>6} {'x total':>8} {'x signsum':>9} {'x pgd':>6} {'img/s':>8}"
+        f"{'x f+b':>6} {'x total':>8} {'x signsum':>9} {'x pgd':>6} {'x ce':>6} {'img/s':>8}  loss"
     )
     for name in args.models:
         torch.manual_seed(0)
@@ -200,17 +210,18 @@ def main() -> None:
             f"{name:<8} {size[0]}x{size[1]:<5} {'forward+backward':<19} {'':<5} "
             f"{1000 * floor:>9.1f} {1.0:>6.2f}"
         )
-        combos = [(o, r) for r in args.rules for o in args.objectives]
+        combos = [(o, r, x) for r in args.rules for o in args.objectives for x in args.losses]
         costs = step_costs(combos, tasks, model, images, targets, lo, hi, args.repeats)
-        for (objective, rule), (step, full) in costs.items():
-            vs_total = step / costs.get(("total", rule), (step,))[0]
-            vs_signsum = step / costs.get(("signsum", rule), (step,))[0]
-            vs_pgd = step / costs.get((objective, "pgd"), (step,))[0]
+        for (objective, rule, loss), (step, full) in costs.items():
+            vs_total = step / costs.get(("total", rule, loss), (step,))[0]
+            vs_signsum = step / costs.get(("signsum", rule, loss), (step,))[0]
+            vs_pgd = step / costs.get((objective, "pgd", loss), (step,))[0]
+            vs_ce = step / costs.get((objective, rule, "ce"), (step,))[0]
             print(
                 f"{name:<8} {size[0]}x{size[1]:<5} {objective:<19} {rule:<5} "
                 f"{1000 * step:>9.1f} {step / floor:>6.2f} {vs_total:>8.2f} "
-                f"{vs_signsum:>9.2f} {vs_pgd:>6.2f} "
-                f"{args.batch / full:>8.1f}"
+                f"{vs_signsum:>9.2f} {vs_pgd:>6.2f} {vs_ce:>6.2f} "
+                f"{args.batch / full:>8.1f}  {loss}"
             )
 
 

@@ -2,7 +2,8 @@
 the eps-ball and [0, 1]; the model's parameters, .grad and mode are unchanged; the same seed
 gives the same result; the objective's score at the result is above the clean score. Files with
 variants (every aggregator, minmax on metric weights) are checked in every variant; attacks
-with several results (ensemble criteria, frontier points) in every result."""
+with several results (ensemble criteria, frontier points) in every result. Every attack loss
+(``attack.loss``) keeps the contract under PGD and APGD."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mtl_attack.attacks import AGGREGATORS, IterativeAttack
+from mtl_attack.attacks import AGGREGATORS, LOSSES, IterativeAttack
 from mtl_attack.runner import build_attacks
 from tests.attack_setup import (
     CONF,
@@ -31,22 +32,30 @@ VARIANTS = {
     "minmax": ["attack.weights_from=loss", "attack.weights_from=metric"],
     "frontier": ["attack.resolution=2"],  # 6 points: the contract, not the frontier's shape
 }
+# attack=standard is a fixed protocol (no steps, step rule or task to set): its own case below
 CASES = [
     pytest.param(name, variant, id=f"{name}[{variant.split('=')[-1]}]" if variant else name)
     for name in OBJECTIVE_FILES
+    if name != "standard"
     for variant in VARIANTS.get(name, [None])
 ]
 
 
-def composed_attack(objective: str, step: str, tasks, variant: str | None = None):
-    overrides = [
-        f"attack={objective}",
-        f"attack/step={step}",
-        f"attack.eps=[{EPS}]",
-        "attack.task=depth_zbuffer",
-        "attack.random_start=true",
-    ] + ([variant] if variant else [])
-    if step != "fgsm":  # FGSM is one step of size eps by definition
+def composed_attack(
+    objective: str, step: str, tasks, variant: str | None = None, loss: str = "ce"
+):
+    overrides = [f"attack={objective}", f"attack.eps=[{EPS}]"]
+    if objective == "standard":  # fixed: only its test budget may be chosen
+        overrides.append("attack.budget=smoke")
+    else:
+        overrides += [
+            f"attack/step={step}",
+            "attack.task=depth_zbuffer",
+            "attack.random_start=true",
+            f"attack.loss={loss}",
+        ]
+    overrides += [variant] if variant else []
+    if step != "fgsm" and objective != "standard":  # FGSM is one step of size eps
         overrides.append("attack.steps=5")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
@@ -66,6 +75,7 @@ def test_every_file_is_covered():
         "relative",
         "signsum",
         "single",
+        "standard",
         "total",
     ]
     assert STEP_FILES == ["apgd", "fgsm", "mim", "pgd"]
@@ -74,16 +84,32 @@ def test_every_file_is_covered():
 @pytest.mark.parametrize("step", STEP_FILES)
 @pytest.mark.parametrize("objective,variant", CASES)
 def test_attack_contract(objective, variant, step):
+    check_contract(objective, variant, step)
+
+
+def test_standard_protocol_contract():
+    check_contract("standard", None, "apgd")
+
+
+@pytest.mark.parametrize("loss", LOSSES[1:])
+@pytest.mark.parametrize("step", ["pgd", "apgd"])
+@pytest.mark.parametrize("objective,variant", CASES)
+def test_attack_contract_with_each_loss(objective, variant, step, loss):
+    check_contract(objective, variant, step, loss)
+
+
+def check_contract(objective, variant, step, loss="ce"):
     tasks = tiny_tasks()
     model = tiny_model(tasks).train()  # the attack must switch to eval and back
     images, targets = tiny_batch()
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.5)
     params = [p.detach().clone() for p in model.parameters()]
-    attack = composed_attack(objective, step, tasks, variant)
+    attack = composed_attack(objective, step, tasks, variant, loss)
 
     views = attack.run_views(model, images, targets)
-    again = composed_attack(objective, step, tasks, variant).run_views(model, images, targets)
+    again = composed_attack(objective, step, tasks, variant, loss)
+    again = again.run_views(model, images, targets)
 
     assert model.training
     for p, before in zip(model.parameters(), params):

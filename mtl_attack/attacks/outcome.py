@@ -1,4 +1,5 @@
-"""What an attack returns on one batch, and the bookkeeping around running the model.
+"""What an attack returns on one batch, its running counters, and the bookkeeping around
+running the model.
 
 :class:`Outcome` carries the adversarial images with the losses and predictions of the forward
 pass that scored them, so an evaluation never runs the model on them again; :func:`frozen` is
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -36,6 +37,28 @@ class Outcome:
     preds: dict[str, torch.Tensor] = field(default_factory=dict)
     clean_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     task_images: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class AttackStats:
+    """Running sanity counters over every batch an attack saw (auto-attack ``checks.py``)."""
+
+    samples: int = 0
+    zero_gradient: int = 0  # samples whose first direction was exactly zero
+    not_raised: int = 0  # scored samples whose score at the result is not above the clean score
+    outside_budget: int = 0  # samples with ||adv - x||_inf > eps or a pixel outside [0, 1]
+    scored: int = 0  # samples whose result was scored (all of them, unless images-only PGD/MIM)
+    clean_score: float = 0.0  # sum over scored samples
+    adv_score: float = 0.0  # sum over scored samples
+    nonfinite_gradient: int = 0  # samples with a NaN or infinite direction at some step
+    falling: int = 0  # scored samples whose last iterate scores below their start point
+    queries: int = 0  # gradient-free score evaluations (Square: one forward per image each)
+    square_samples: int = 0  # samples the gradient-free stage of attack=standard attacked
+    square_wins: int = 0  # ... on which it beat every white-box member (gradient masking?)
+    randomized: int = 0  # batches whose outputs changed between two identical forwards
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @contextmanager
