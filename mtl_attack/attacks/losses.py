@@ -117,10 +117,13 @@ def cospgd_normal(pred, target, step: int, steps: int) -> torch.Tensor:
 
 
 def cospgd_depth(pred, target, step: int, steps: int) -> torch.Tensor:
-    """The L1 depth loss per pixel times CosPGD's regression weight (1 for one channel)."""
+    """The L1 depth loss per pixel times CosPGD's regression weight, computed only for several
+    channels: the softmax of one channel is 1, so the weight is exactly 1 and the loss is L1."""
     target = labels_at(target, pred)
-    pixels = (pred - target).abs()[:, 0]
-    return masked_mean(regression_weight(pred, target) * pixels, target[:, 0] > 0)
+    pixels = (pred - target).abs()
+    if pred.shape[1] > 1:
+        pixels = regression_weight(pred, target)[:, None] * pixels
+    return masked_mean(pixels[:, 0], target[:, 0] > 0)
 
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
@@ -222,6 +225,17 @@ class AttackLoss:
                 else obj.loss(preds[task], targets[task])
             )
         return out
+
+    def task_losses(self, preds, targets, ascended) -> dict[str, torch.Tensor]:
+        """The tasks' own losses, detached, beside ``ascended`` (this loss's values at the same
+        predictions): reused where a task ascends its own loss, else computed without a graph."""
+        with torch.no_grad():
+            return {
+                t: task.loss(preds[t].detach(), targets[t])
+                if t in self.functions
+                else ascended[t].detach()
+                for t, task in self.tasks.items()
+            }
 
     def __repr__(self) -> str:
         return f"AttackLoss({self.names})"
