@@ -114,11 +114,11 @@ def test_ensemble_call_returns_its_criterion_and_is_deterministic():
         build_ensemble(tasks, eps=4, criterion="per_task")
     assert set(DEFAULT_MEMBERS) == {"dgba", "minmax", "linf_mgda", "total", "single"} | {
         "single_jsd",
-        "linf_mgda_jsd",
+        "minmax_jsd",
     }
     labels = list(build_ensemble(tasks, eps=4).members)
-    assert labels[-2:] == ["single_jsd(segment_semantic)", "linf_mgda_jsd"]
-    assert build_ensemble(tasks, eps=4).members["linf_mgda_jsd"].loss.label == "jsd"
+    assert labels[-2:] == ["single_jsd(segment_semantic)", "minmax_jsd"]
+    assert build_ensemble(tasks, eps=4).members["minmax_jsd"].loss.label == "jsd"
 
 
 def test_frontier_vertices_are_single_and_centre_is_relative():

@@ -26,7 +26,7 @@ def test_run_ensemble_writes_one_entry_per_criterion(tiny_cfg, tmp_path, capsys)
         "attack.eps=[4]",
         "attack.steps=3",
         "~attack.members.total",
-        "~attack.members.linf_mgda_jsd",
+        "~attack.members.minmax_jsd",
         "logger=wandb",
         f"logger.dir={tmp_path / 'wandb'}",
     )
