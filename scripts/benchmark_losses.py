@@ -103,6 +103,26 @@ def long_table(out: Path, rule: str, losses) -> list[str]:
     return lines + [""]
 
 
+def matrix(out: Path, rule: str, losses) -> list[str]:
+    """min_degradation, objectives x losses (a SINGLE without the loss: its ce value, in
+    parentheses)."""
+    lines = [
+        f"**min_degradation, {rule.upper()}-{STEPS[rule]}, eps 4**",
+        "",
+        "| objective | " + " | ".join(losses) + " |",
+        "|---" * (len(losses) + 1) + "|",
+    ]
+    for objective in OBJECTIVES:
+        cells = []
+        for loss in losses:
+            own = loss in ONLY.get(objective, losses)
+            e = entry_of(out, (rule, objective, loss if own else "ce"))
+            text = "" if e is None else f"{e['min_degradation']:.3f}"
+            cells.append(text if own or not text else f"({text})")
+        lines.append(f"| {objective} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def statements(out: Path, rule: str, losses) -> list[str]:
     """SINGLE(segmentation)'s mIoU under each loss, and per loss the best multi-task
     objective's min_degradation against the best single-task attack's with the same loss."""
@@ -157,7 +177,10 @@ def main() -> None:
         rest = sorted(jobs[1:], key=lambda j: (j[0] != "apgd", j[1] != "linf_mgda"))
         with ThreadPoolExecutor(args.jobs) as pool:  # the longest first: they pack better
             list(pool.map(lambda j: run_job(j, args.out, args.overrides), rest))
-    lines = [f"{len(jobs)} runs in {time.monotonic() - start:.0f} s with {args.jobs} jobs", ""]
+    took = f"{len(jobs)} runs in {time.monotonic() - start:.0f} s with {args.jobs} jobs"
+    lines = [] if args.no_run else [took, ""]
+    for rule in args.rules:
+        lines += matrix(args.out, rule, args.losses)
     for rule in args.rules:
         lines += long_table(args.out, rule, args.losses)
     for rule in args.rules:

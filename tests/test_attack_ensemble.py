@@ -112,7 +112,13 @@ def test_ensemble_call_returns_its_criterion_and_is_deterministic():
     assert (adv - images).abs().max() <= 4 / 255 + 1e-6
     with pytest.raises(ValueError, match="criterion"):
         build_ensemble(tasks, eps=4, criterion="per_task")
-    assert set(DEFAULT_MEMBERS) == {"dgba", "minmax", "linf_mgda", "total", "single"}
+    assert set(DEFAULT_MEMBERS) == {"dgba", "minmax", "linf_mgda", "total", "single"} | {
+        "single_jsd",
+        "minmax_jsd",
+    }
+    labels = list(build_ensemble(tasks, eps=4).members)
+    assert labels[-2:] == ["single_jsd(segment_semantic)", "minmax_jsd"]
+    assert build_ensemble(tasks, eps=4).members["minmax_jsd"].loss.label == "jsd"
 
 
 def test_frontier_vertices_are_single_and_centre_is_relative():

@@ -13,7 +13,13 @@ import torch.nn.functional as F
 
 from mtl_attack.attacks import LOSSES, AttackLoss, IterativeAttack, build_attack
 from mtl_attack.attacks.losses import segpgd_weight
+from mtl_attack.evaluation.keys import attack_name
+from mtl_attack.report import write_report
+from mtl_attack.runner import run
+from mtl_attack.runner.attacking import attack_item, entry_label
+from mtl_attack.runner.errors import ConfigError
 from tests.attack_setup import single_thread, tiny_batch, tiny_model, tiny_tasks
+from tests.wandb_records import logged_keys, run_files
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
@@ -168,3 +174,48 @@ def test_a_dense_loss_changes_what_is_ascended_not_what_is_reported(name):
     plain = build_attack("dgba", "apgd", tasks, eps=4, steps=4)(model, images, targets)
     assert not torch.equal(out.images, plain)
     assert isinstance(attack, IterativeAttack) and name in repr(attack)
+
+
+QUICK = ["logger=none", "attack.eps=[2]", "attack.steps=3"]
+SEG = ["attack=single", "attack.task=segment_semantic"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("attack.loss=dice", "attack.loss='dice' is not a loss; use one of"),
+        ("attack.loss={edges:jsd}", "attack.loss names unknown tasks \\['edges'\\]"),
+    ],
+)
+def test_bad_loss_is_a_config_error_before_training(tiny_cfg, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run(tiny_cfg(override))
+    assert not (tmp_path / "outputs" / "checkpoints").exists()
+
+
+def test_results_reports_and_wandb_never_mix_two_losses(tiny_cfg, tmp_path):
+    dense = run(tiny_cfg(*QUICK, *SEG, "attack.loss=segpgd", run="sweep/0"))
+    plain = run(tiny_cfg(*QUICK, *SEG, run="sweep/1"))  # same model, same cache folder
+    (d,), (p,) = dense["attacks"], plain["attacks"]
+    assert d["loss"] == "segpgd" and d["identity"]["loss"] == "segpgd"
+    assert "loss" not in p and "loss" not in p["identity"]  # ce: today's label and identity
+    assert attack_name(d) == "single/segment_semantic/segpgd/pgd"
+    assert attack_name(p) == "single/segment_semantic/pgd"
+    assert d["avg_degradation"] != p["avg_degradation"]  # not one cached result for both
+    assert attack_item(tiny_cfg(*QUICK, *SEG), entry_label(p)) == attack_item(
+        tiny_cfg(*QUICK, *SEG, "attack.loss=ce"), entry_label(p)
+    )
+    text = write_report([tmp_path / "sweep"], tmp_path / "report")["report"].read_text()
+    assert "single[segment_semantic]+segpgd/pgd" in text and "single[segment_semantic]/pgd" in text
+    assert "duplicate" not in text
+    mixed = "attack.loss={segment_semantic:segpgd,depth_zbuffer:cospgd}"
+    wandb = ["logger=wandb", f"logger.dir={tmp_path / 'wandb'}"]
+    run(tiny_cfg(*QUICK, "attack=minmax", "attack.weights_from=metric", mixed, *wandb, run="w"))
+    keys = logged_keys(run_files(tmp_path / "wandb")[0])
+    loss = "segment_semantic=segpgd,depth_zbuffer=cospgd"
+    assert f"attack/minmax/metric/{loss}/pgd/eps2/min_degradation" in keys
+
+
+def test_dgba_with_cospgd_runs(tiny_cfg):
+    (entry,) = run(tiny_cfg(*QUICK, "attack=dgba", "attack.loss=cospgd"))["attacks"]
+    assert entry["loss"] == "cospgd" and entry["flags"] == []

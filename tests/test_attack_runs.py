@@ -26,6 +26,7 @@ def test_run_ensemble_writes_one_entry_per_criterion(tiny_cfg, tmp_path, capsys)
         "attack.eps=[4]",
         "attack.steps=3",
         "~attack.members.total",
+        "~attack.members.minmax_jsd",
         "logger=wandb",
         f"logger.dir={tmp_path / 'wandb'}",
     )
@@ -37,10 +38,14 @@ def test_run_ensemble_writes_one_entry_per_criterion(tiny_cfg, tmp_path, capsys)
         ("ensemble", "min", "apgd"),
         ("ensemble", "per_task", "apgd"),
     ]
-    members = {"dgba", "minmax", "linf_mgda"} | {f"single({t})" for t in results["clean"]}
+    members = {"dgba", "minmax", "linf_mgda", "single_jsd(segment_semantic)"}
+    members |= {f"single({t})" for t in results["clean"]}
     for e in entries:
         assert e["identity"]["variant"] == e["variant"] and e["flags"] == []
-        assert set(e["identity"]["members"]) == {"dgba", "minmax", "linf_mgda", "single"}
+        assert set(e["identity"]["members"]) == {"dgba", "minmax", "linf_mgda", "single"} | {
+            "single_jsd"
+        }
+        assert e["identity"]["members"]["single_jsd"]["loss"] == "jsd"
         assert e["diagnostics"]["samples"] == e["diagnostics"]["scored"] == 24
     assert set(entries[0]["wins"]) == members and sum(entries[0]["wins"].values()) == 24
     assert all(sum(w.values()) == 24 for w in entries[2]["wins"].values())

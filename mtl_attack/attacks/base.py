@@ -229,11 +229,12 @@ class IterativeAttack(Attack):
     def step_losses(self, model, x, targets, k: int):
         """Predictions, the tasks' own losses and the ascended attack losses at step ``k``
         (``{task: [B]}`` each; with ``ce`` the same tensors, still attached to the graph)."""
-        preds, losses = self.forward(model, x, targets)
         if self.loss.is_task_loss:
+            preds, losses = self.forward(model, x, targets)
             return preds, losses, losses
+        preds = model(x)
         ascended = self.loss(preds, targets, k, self.steps)
-        return preds, detached(losses), ascended
+        return preds, self.loss.task_losses(preds, targets, ascended), ascended
 
     def begin(self, model, images, targets, clean_losses, start, preds, losses, ascended):
         """Clean losses (from step 0 when it is the clean image, else the caller's or one clean

@@ -32,7 +32,6 @@ import math
 from collections.abc import Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 
 from mtl_attack.data.schema import IGNORE_INDEX
 from mtl_attack.tasks import Depth, Segmentation, SurfaceNormal, Task, masked_mean
@@ -44,16 +43,19 @@ LOSSES = ("ce", "segpgd", "cospgd", "mask_ce", "mask_ce_bal", "jsd")
 
 
 def seg_pixels(pred: torch.Tensor, target: torch.Tensor):
-    """Per-pixel cross-entropy, valid mask, safe labels and correctness of a segmentation.
+    """Per-pixel cross-entropy, valid mask, safe labels, correctness and the detached
+    log-probabilities of a segmentation (one log-softmax serves them all).
 
-    Shape: pred (B, C, h, w), target (B, H, W) -> four (B, h, w) tensors.
+    Shape: pred (B, C, h, w), target (B, H, W) -> four (B, h, w) tensors and (B, C, h, w).
     """
     target = labels_at(target, pred)
     valid = target != IGNORE_INDEX
     safe = torch.where(valid, target, torch.zeros_like(target))
-    nll = F.cross_entropy(pred, safe, reduction="none")
-    correct = pred.detach().argmax(1) == safe  # no gradient through the argmax
-    return nll, valid, safe, correct
+    logp = pred.log_softmax(1)
+    nll = -logp.gather(1, safe[:, None])[:, 0]
+    logp = logp.detach()
+    correct = logp.argmax(1) == safe  # no gradient through the argmax
+    return nll, valid, safe, correct, logp
 
 
 def segpgd_weight(correct: torch.Tensor, step: int, steps: int) -> torch.Tensor:
@@ -64,27 +66,27 @@ def segpgd_weight(correct: torch.Tensor, step: int, steps: int) -> torch.Tensor:
 
 
 def segpgd(pred, target, step: int, steps: int) -> torch.Tensor:
-    nll, valid, _, correct = seg_pixels(pred, target)
+    nll, valid, _, correct, _ = seg_pixels(pred, target)
     return masked_mean(segpgd_weight(correct, step, steps).to(nll.dtype) * nll, valid)
 
 
 def cospgd_segmentation(pred, target, step: int, steps: int) -> torch.Tensor:
     """CE times cos(softmax(pred), one-hot(label)) = p_y / ||p||_2, detached."""
-    nll, valid, safe, _ = seg_pixels(pred, target)
-    prob = pred.detach().softmax(1)  # (B, C, h, w)
+    nll, valid, safe, _, logp = seg_pixels(pred, target)
+    prob = logp.exp()  # (B, C, h, w), detached
     weight = prob.gather(1, safe[:, None])[:, 0] / prob.norm(dim=1).clamp_min(1e-12)
     return masked_mean(weight * nll, valid)
 
 
 def mask_ce(pred, target, step: int, steps: int) -> torch.Tensor:
-    nll, valid, _, correct = seg_pixels(pred, target)
+    nll, valid, _, correct, _ = seg_pixels(pred, target)
     return masked_mean(correct.to(nll.dtype) * nll, valid)
 
 
 def mask_ce_bal(pred, target, step: int, steps: int) -> torch.Tensor:
     """Masked CE with weight ``1 - n_c / n`` (n_c: the image's valid pixels of the pixel's
     class c, n: all its valid pixels), as SEA's class-balanced loss."""
-    nll, valid, safe, correct = seg_pixels(pred, target)
+    nll, valid, safe, correct, _ = seg_pixels(pred, target)
     flat, keep = safe.flatten(1), valid.flatten(1).to(nll.dtype)  # (B, h*w)
     counts = torch.zeros(flat.shape[0], pred.shape[1], dtype=nll.dtype, device=nll.device)
     counts.scatter_add_(1, flat, keep)  # (B, C)
@@ -96,7 +98,7 @@ def mask_ce_bal(pred, target, step: int, steps: int) -> torch.Tensor:
 def jsd(pred, target, step: int, steps: int) -> torch.Tensor:
     """JS(softmax(pred), one-hot(y)) = log 2 + (p log p - (1 + p) log(1 + p)) / 2 with p the
     label's probability (the closed form of the two KL terms against m = (p + y) / 2)."""
-    nll, valid, _, _ = seg_pixels(pred, target)
+    nll, valid, _, _, _ = seg_pixels(pred, target)
     p = torch.exp(-nll)
     return masked_mean(math.log(2.0) - 0.5 * (p * nll + (1.0 + p) * torch.log1p(p)), valid)
 
@@ -104,7 +106,8 @@ def jsd(pred, target, step: int, steps: int) -> torch.Tensor:
 def regression_weight(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CosPGD's detached weight for pixel-wise regression: cos(softmax(pred), softmax(target))
     over channels. Shape: (B, C, h, w) -> (B, h, w); identically 1 for one channel."""
-    return F.cosine_similarity(pred.detach().softmax(1), target.softmax(1), dim=1)
+    p, t = pred.detach().softmax(1), target.softmax(1)
+    return (p * t).sum(1) / ((p * p).sum(1) * (t * t).sum(1)).sqrt().clamp_min(1e-8)
 
 
 def cospgd_normal(pred, target, step: int, steps: int) -> torch.Tensor:
@@ -117,10 +120,13 @@ def cospgd_normal(pred, target, step: int, steps: int) -> torch.Tensor:
 
 
 def cospgd_depth(pred, target, step: int, steps: int) -> torch.Tensor:
-    """The L1 depth loss per pixel times CosPGD's regression weight (1 for one channel)."""
+    """The L1 depth loss per pixel times CosPGD's regression weight, computed only for several
+    channels: the softmax of one channel is 1, so the weight is exactly 1 and the loss is L1."""
     target = labels_at(target, pred)
-    pixels = (pred - target).abs()[:, 0]
-    return masked_mean(regression_weight(pred, target) * pixels, target[:, 0] > 0)
+    pixels = (pred - target).abs()
+    if pred.shape[1] > 1:
+        pixels = regression_weight(pred, target)[:, None] * pixels
+    return masked_mean(pixels[:, 0], target[:, 0] > 0)
 
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
@@ -222,6 +228,17 @@ class AttackLoss:
                 else obj.loss(preds[task], targets[task])
             )
         return out
+
+    def task_losses(self, preds, targets, ascended) -> dict[str, torch.Tensor]:
+        """The tasks' own losses, detached, beside ``ascended`` (this loss's values at the same
+        predictions): reused where a task ascends its own loss, else computed without a graph."""
+        with torch.no_grad():
+            return {
+                t: task.loss(preds[t].detach(), targets[t])
+                if t in self.functions
+                else ascended[t].detach()
+                for t, task in self.tasks.items()
+            }
 
     def __repr__(self) -> str:
         return f"AttackLoss({self.names})"

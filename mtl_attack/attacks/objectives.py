@@ -11,6 +11,11 @@ attached to the autograd graph of the input ``x``) and returns
   input's score). It is a FIXED function of the losses, never a weighted loss whose weights
   move during the run, so that APGD's "best point" and "score increased" compare like with like.
 
+With an attack loss (``attack.loss``, :mod:`~mtl_attack.attacks.losses`) ``direction`` and
+``start`` receive the per-task losses the attack ascends (e.g. SegPGD's reweighted
+cross-entropy, which moves with the step), while ``score`` always receives the tasks' own losses:
+a fixed function of the image (:class:`~mtl_attack.attacks.base.IterativeAttack` says why).
+
 ``start(clean_losses, clean_preds, targets)`` is called at the start of every run (each batch,
 each restart) before the first ``direction``: stateful objectives (min-max weights, cyclic step
 counters, EMA buffers) reset their per-sample state there, so nothing leaks across batches,
