@@ -157,6 +157,7 @@ def plot(board: Board, path: Path) -> Path:
             ax.annotate(m.name, (x, verdict["min_degradation"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")  # fmt: skip
         ax.set_xlabel(f"clean {task} {metric}")
+        ax.ticklabel_format(axis="x", useOffset=False)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"worst-task degradation, eps {eps:g}")
     fig.suptitle(
