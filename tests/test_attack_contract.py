@@ -31,22 +31,27 @@ VARIANTS = {
     "minmax": ["attack.weights_from=loss", "attack.weights_from=metric"],
     "frontier": ["attack.resolution=2"],  # 6 points: the contract, not the frontier's shape
 }
+# attack=standard is a fixed protocol (no steps, step rule or task to set): its own case below
 CASES = [
     pytest.param(name, variant, id=f"{name}[{variant.split('=')[-1]}]" if variant else name)
     for name in OBJECTIVE_FILES
+    if name != "standard"
     for variant in VARIANTS.get(name, [None])
 ]
 
 
 def composed_attack(objective: str, step: str, tasks, variant: str | None = None):
-    overrides = [
-        f"attack={objective}",
-        f"attack/step={step}",
-        f"attack.eps=[{EPS}]",
-        "attack.task=depth_zbuffer",
-        "attack.random_start=true",
-    ] + ([variant] if variant else [])
-    if step != "fgsm":  # FGSM is one step of size eps by definition
+    overrides = [f"attack={objective}", f"attack.eps=[{EPS}]"]
+    if objective == "standard":  # fixed: only its test budget may be chosen
+        overrides.append("attack.budget=smoke")
+    else:
+        overrides += [
+            f"attack/step={step}",
+            "attack.task=depth_zbuffer",
+            "attack.random_start=true",
+        ]
+    overrides += [variant] if variant else []
+    if step != "fgsm" and objective != "standard":  # FGSM is one step of size eps
         overrides.append("attack.steps=5")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
@@ -66,6 +71,7 @@ def test_every_file_is_covered():
         "relative",
         "signsum",
         "single",
+        "standard",
         "total",
     ]
     assert STEP_FILES == ["apgd", "fgsm", "mim", "pgd"]
@@ -74,6 +80,14 @@ def test_every_file_is_covered():
 @pytest.mark.parametrize("step", STEP_FILES)
 @pytest.mark.parametrize("objective,variant", CASES)
 def test_attack_contract(objective, variant, step):
+    check_contract(objective, variant, step)
+
+
+def test_standard_protocol_contract():
+    check_contract("standard", None, "apgd")
+
+
+def check_contract(objective, variant, step):
     tasks = tiny_tasks()
     model = tiny_model(tasks).train()  # the attack must switch to eval and back
     images, targets = tiny_batch()

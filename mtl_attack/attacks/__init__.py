@@ -7,6 +7,7 @@ ensemble and the weight frontier). Usable without Hydra::
     attack = build_attack("aggregate", "apgd", tasks, eps=4, aggregator="linf_mgda")
     outcome = attack.run(model, images, targets)   # images, score, losses and preds at them
     views = build_ensemble(tasks, eps=4).run_views(model, images, targets)  # mean/min/per_task
+    standard = build_standard(tasks, 4, protocol)  # conf/attack/standard.yaml, one budget
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from mtl_attack.attacks.objectives import (
     TotalLoss,
 )
 from mtl_attack.attacks.simplex import project_simplex, simplex_grid
+from mtl_attack.attacks.square import SquareAttack
+from mtl_attack.attacks.standard import Standard
 from mtl_attack.attacks.steps import MomentumSign, SignStep, StepRule, project
 from mtl_attack.attacks.weighting import Cyclic, MinMax, RelativeLoss
 from mtl_attack.tasks import Task
@@ -52,11 +55,14 @@ __all__ = [
     "SignSum",
     "SignStep",
     "SingleTask",
+    "SquareAttack",
+    "Standard",
     "StepRule",
     "TotalLoss",
     "build_attack",
     "build_ensemble",
     "build_objective",
+    "build_standard",
     "build_step_rule",
     "checkpoints",
     "project",
@@ -174,3 +180,30 @@ def build_ensemble(
                 objective, step, tasks, eps=eps, target_task=target, **loop, **options
             )
     return Ensemble(attacks, criteria, criterion)
+
+
+def build_standard(
+    tasks: dict[str, Task], eps: float, protocol: Mapping, step_rule: StepRule | None = None
+) -> Standard:
+    """The standard protocol at budget ``eps`` from its definition (``conf/attack/standard.yaml``
+    resolved, its ``budgets`` narrowed to one): ``members`` ``{label: {objective, **options}}``
+    (``single`` runs once per task), ``steps``, ``queries``, ``square_share``, ``eot_draws``,
+    ``square`` ``{objective, p_init}`` and ``seed``; ``step_rule`` of the members: APGD."""
+    rule, seed = step_rule or AutoPGD(), int(protocol["seed"])
+    members = {}
+    for name, spec in protocol["members"].items():
+        options = {k: v for k, v in spec.items() if k != "objective"}
+        targets = list(tasks) if spec["objective"] == "single" else [None]
+        for target in targets:
+            objective = build_objective(spec["objective"], tasks, target, **options)
+            members[f"{name}({target})" if target else name] = IterativeAttack(
+                rule, objective, tasks, eps=eps, steps=int(protocol["steps"]), seed=seed
+            )
+    square = dict(protocol["square"])
+    objective = build_objective(square.pop("objective"), tasks)
+    gradient_free = SquareAttack(
+        objective, tasks, eps, queries=int(protocol["queries"]), seed=seed, **square
+    )
+    return Standard(
+        members, gradient_free, float(protocol["square_share"]), int(protocol["eot_draws"])
+    )

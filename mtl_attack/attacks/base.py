@@ -42,6 +42,12 @@ class AttackStats:
     scored: int = 0  # samples whose result was scored (all of them, unless images-only PGD/MIM)
     clean_score: float = 0.0  # sum over scored samples
     adv_score: float = 0.0  # sum over scored samples
+    nonfinite_gradient: int = 0  # samples with a NaN or infinite direction at some step
+    falling: int = 0  # scored samples whose last iterate scores below their start point
+    queries: int = 0  # gradient-free score evaluations (Square: one forward per image each)
+    square_samples: int = 0  # samples the gradient-free stage of attack=standard attacked
+    square_wins: int = 0  # ... on which it beat every white-box member (gradient masking?)
+    randomized: int = 0  # batches whose outputs changed between two identical forwards
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -64,6 +70,9 @@ class Attack:
         self.eps_levels = float(eps)
         self.eps = float(eps) / 255.0
         self.stats = AttackStats()
+        #: forward passes averaged per evaluation (EOT on a randomized model; attack=standard
+        #: raises it when two identical forwards differ)
+        self.draws = 1
 
     def __call__(self, model: nn.Module, images: torch.Tensor, targets: Tensors) -> torch.Tensor:
         return self.run(model, images, targets, outputs=False).images
@@ -109,9 +118,17 @@ class Attack:
     def forward(
         self, model: nn.Module, x: torch.Tensor, targets: Tensors
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Predictions and per-sample losses ``{task: [B]}`` of every task at ``x``."""
-        preds = model(x)
-        return preds, {t: task.loss(preds[t], targets[t]) for t, task in self.tasks.items()}
+        """Predictions and per-sample losses ``{task: [B]}`` of every task at ``x``. With
+        ``draws > 1`` (EOT, Athalye et al. 2018) the losses are averaged over that many forward
+        passes, so their input gradient is the mean of the draws' gradients; the predictions
+        are the last draw's."""
+        total: dict[str, torch.Tensor] = {}
+        for _ in range(self.draws):
+            preds = model(x)
+            for t, task in self.tasks.items():
+                loss = task.loss(preds[t], targets[t])
+                total[t] = loss if t not in total else total[t] + loss
+        return preds, {t: v / self.draws for t, v in total.items()} if self.draws > 1 else total
 
     def losses(
         self, model: nn.Module, x: torch.Tensor, targets: Tensors
@@ -195,19 +212,24 @@ class IterativeAttack(Attack):
                     model, images, targets, clean_losses, start, preds, losses
                 )
             direction = self.objective.direction(losses, x, preds).detach()
+            flat = direction.flatten(1)
             if k == 0:
-                self.stats.zero_gradient += int(
-                    (direction.flatten(1).abs().amax(dim=1) == 0).sum()
-                )
+                self.stats.zero_gradient += int((flat.abs().amax(dim=1) == 0).sum())
+                nonfinite = torch.zeros(flat.shape[0], dtype=torch.bool, device=flat.device)
+            nonfinite |= ~flat.isfinite().all(dim=1)
             losses = detached(losses)
             score = self.objective.score(losses, clean_losses)
+            if k == 0:
+                start_score = score
             carry = {"losses": losses, "preds": detached(preds)} if outputs else None
             x = self.step_rule.update(state, x.detach(), direction, score, k, carry)
+        self.stats.nonfinite_gradient += int(nonfinite.sum())
         if not scored:
             return Outcome(x.detach(), None, clean_losses=clean_losses)
         with torch.no_grad():
             preds, losses = self.forward(model, x, targets)
         final = self.objective.score(losses, clean_losses)
+        self.stats.falling += int((final < start_score).sum())  # the last iterate vs the start
         carry = {"losses": losses, "preds": preds} if outputs else None
         x, score = self.step_rule.finish(state, x.detach(), final, carry)
         carry = state.get("final_carry") or {}

@@ -6,15 +6,16 @@ from mtl_attack.evaluation.degradation import (
     transfer_matrix,
 )
 from mtl_attack.evaluation.evaluate import evaluate, split_batch
+from mtl_attack.evaluation.flags import sanity_checks, sanity_flags
 from mtl_attack.evaluation.keys import flatten, metric_key
 from mtl_attack.evaluation.robustness import (
     attack_label,
     evaluate_attack,
     evaluate_robustness,
     evaluate_views,
-    sanity_flags,
     transfer_matrices,
 )
+from mtl_attack.evaluation.verdict import verdicts
 
 __all__ = [
     "attack_label",
@@ -25,9 +26,11 @@ __all__ = [
     "flatten",
     "metric_key",
     "relative_degradation",
+    "sanity_checks",
     "sanity_flags",
     "split_batch",
     "summarize",
     "transfer_matrices",
     "transfer_matrix",
+    "verdicts",
 ]

@@ -16,6 +16,8 @@ carries. Keys, with ``<attack>`` = ``<objective>[/<target_task>][/<variant>]/<st
 ``attack/curves/<t>/<m>``                   line-series chart of a metric against eps
 ``attack/transfer/<step>/eps<k>/{table,heatmap}``  transfer matrix (single-task attacks)
 ``attack/metrics``                          table: one row per (attack, eps, task, metric)
+``standard/eps<k>/<number>``                ``attack=standard``'s verdict (min/avg, tasks/<t>,
+                                            flags/<flag>, queries); table ``standard/verdicts``
 ``clean/<t>/<m>``, ``model/<stat>``         clean metrics and model statistics
 ``train/<t>/loss``, ``val/<t>/<m>``         per epoch, with ``epoch`` and ``train/step``
 ==========================================  ==========================================
@@ -85,6 +87,27 @@ def attack_record(entry: Mapping[str, Any], prefix: str) -> dict[str, float]:
     for task, metrics in entry["tasks"].items():
         record |= {task_key(prefix, task, m): v for m, v in metrics.items()}
     return record
+
+
+VERDICT_TABLE = "standard/verdicts"
+
+
+def verdict_key(eps: Any, *rest: Any) -> str:
+    """``standard/eps<k>/...``: a number of ``attack=standard``'s verdict at budget ``eps``."""
+    return metric_key("standard", f"eps{eps:g}" if isinstance(eps, float) else f"eps{eps}", *rest)
+
+
+def verdict_record(verdict: Mapping[str, Any]) -> dict[str, float]:
+    """A verdict's scalars: worst-task and average degradation, each task's, its flags (1 each)
+    and the gradient-free queries."""
+    eps = verdict["eps"]
+    record = {verdict_key(eps, k): verdict[k] for k in ("min_degradation", "avg_degradation")}
+    record |= {
+        verdict_key(eps, "tasks", t, "degradation"): v["degradation"]
+        for t, v in verdict["tasks"].items()
+    }
+    record |= {verdict_key(eps, "flags", f["flag"]): 1 for f in verdict["flags"]}
+    return record | {verdict_key(eps, "queries"): verdict["queries"]}
 
 
 def curve_key(task: str, metric: str) -> str:

@@ -1,12 +1,8 @@
 """Robust evaluation: attack the whole test split, measure every task, flag broken attacks.
 
-Sanity flags (after auto-attack's ``checks.py``), logged as warnings and stored in the result:
-
-- ``zero_gradient``: some samples had an all-zero input gradient at the first step (masked
-  gradients, saturated outputs), so the attack could not move them;
-- ``objective_not_raised``: on average the attack did not raise its own objective above the
-  clean input's (some samples not raised is counted in ``diagnostics``);
-- ``outside_budget``: a perturbation left the eps-ball or [0, 1] (a bug, always).
+Sanity flags (after auto-attack's ``checks.py``; :mod:`mtl_attack.evaluation.flags` lists them
+with what each saw and what to do) are logged as warnings and stored in the result (``flags``,
+from the counters in ``diagnostics``).
 """
 
 from __future__ import annotations
@@ -24,22 +20,12 @@ from mtl_attack.attacks import Attack, AttackStats
 from mtl_attack.data.h5dataset import split_batch
 from mtl_attack.evaluation.degradation import Metrics, summarize, transfer_matrix
 from mtl_attack.evaluation.evaluate import Totals, evaluate
+from mtl_attack.evaluation.flags import sanity_checks
 from mtl_attack.evaluation.keys import attack_name, flatten
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import all_reduce_sum
 
 log = logging.getLogger("mtl_attack")
-
-
-def sanity_flags(stats: AttackStats) -> list[str]:
-    flags = []
-    if stats.zero_gradient:
-        flags.append("zero_gradient")
-    if stats.scored and stats.adv_score <= stats.clean_score:
-        flags.append("objective_not_raised")
-    if stats.outside_budget:
-        flags.append("outside_budget")
-    return flags
 
 
 def evaluate_attack(
@@ -110,11 +96,16 @@ def evaluate_views(
         entry |= summarize(tasks, clean, total.result(device))
         entry |= {"seconds": seconds / share, "cpu_seconds": cpu_seconds / share}
         entry |= _summed_info(attack.view_info(view), device)
-        entry["flags"] = sanity_flags(stats[view])
+        checks = sanity_checks(stats[view])
+        entry["flags"] = [c["flag"] for c in checks]
         entry["diagnostics"] = stats[view].as_dict()
-        for flag in entry["flags"]:
+        for check in checks:
             log.warning(
-                "attack %s: sanity flag %s (%s)", attack_name(entry), flag, entry["diagnostics"]
+                "attack %s eps=%s: sanity flag %s: %s",
+                attack_name(entry),
+                entry["eps"],
+                check["flag"],
+                check["message"],
             )
         entries.append(entry)
     return entries

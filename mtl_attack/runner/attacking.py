@@ -21,6 +21,7 @@ from mtl_attack.evaluation.keys import (
 )
 from mtl_attack.loggers import Logger
 from mtl_attack.runner.build import log
+from mtl_attack.runner.standard import format_verdicts, log_verdicts, standard_verdicts
 from mtl_attack.utils.distributed import from_main, is_main, world
 
 #: identity fields shown as columns of the W&B attack table (beside the label)
@@ -178,4 +179,10 @@ def attack_model(cfg, job, clean: dict, logger: Logger, context: dict, results=N
     log_attacks(logger, entries, transfer)
     if is_main():
         print(format_attacks(entries, transfer))
-    return {"attacks": entries, "transfer": transfer}
+    found = {"attacks": entries, "transfer": transfer}
+    if cfg.attack.name == "standard":
+        found["verdicts"] = standard_verdicts(cfg, entries, context, model)
+        log_verdicts(logger, found["verdicts"])
+        if is_main():
+            print(format_verdicts(found["verdicts"]))
+    return found

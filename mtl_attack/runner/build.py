@@ -237,6 +237,10 @@ def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, A
     one-line ConfigError.
     """
     acfg = cfg.attack
+    if acfg.name == "standard":  # the fixed protocol: its own module checks and builds it
+        from mtl_attack.runner.standard import standard_attacks
+
+        return standard_attacks(acfg, tasks)
     if acfg.name in OWN_KEYS:
         return build_composite(acfg, tasks)
     objective = instantiate(acfg.objective)
