@@ -33,6 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--version", type=int, default=None, help="protocol version (default: conf/attack's)"
     )
     parser.add_argument("--compare", default=None, help="an earlier leaderboard.json")
+    parser.add_argument(
+        "--budget", default="full", help="full (the protocol) | smoke (runs of the tests)"
+    )
     parser.add_argument("--entity", default=None, help="W&B entity of the report")
     parser.add_argument("--project", default="mtl-attack", help="W&B project the runs logged to")
     parser.add_argument("--publish", action="store_true", help="save the report to W&B")
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--publish needs --entity (your W&B user or team)")
     try:
         version = args.version if args.version is not None else current_version(STANDARD)
-        written = write_leaderboard(args.paths, args.out, version, args.compare)
+        written = write_leaderboard(args.paths, args.out, version, args.compare, args.budget)
         report = wandb_report(written["board"], written["text"], args, written["folder"])
     except (LeaderboardError, OSError, ImportError) as err:
         return fail(str(err) if isinstance(err, LeaderboardError) else one_line(err))

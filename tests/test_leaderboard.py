@@ -15,11 +15,14 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+import torch
+from test_external_model import HalfResNet
 from wandb_records import closed_records, logged_keys, run_files
 
 from mtl_attack.dashboard import missing_keys, referenced_keys
 from mtl_attack.dashboard.leaderboard import leaderboard_report
 from mtl_attack.dashboard.spec import to_json
+from mtl_attack.models.files import file_sha256
 from mtl_attack.report.leaderboard import (
     LeaderboardError,
     board_from_json,
@@ -28,29 +31,15 @@ from mtl_attack.report.leaderboard import (
     current_version,
 )
 from mtl_attack.report.leaderboard_views import compare, markdown, write_leaderboard
+from mtl_attack.report.plots import HEADLINE
 from mtl_attack.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
-VERSION = 1  # TEMPORARY until branch standard lands: current_version(conf/attack/standard.yaml)
-#: TEMPORARY: ensemble runs with verdicts in the interface's shape until attack=standard lands
-STANDARD = ["attack=ensemble", "attack.eps=[2,4]", "attack.steps=2"]
-
-
-def fake_verdicts(path: Path) -> None:  # TEMPORARY
-    data = json.loads(path.read_text())
-    out = []
-    for eps in (2.0, 4.0):
-        views = {e["variant"]: e for e in data["attacks"] if e["eps"] == eps}
-        for e in views.values():
-            e["objective"] = "standard"
-        keys = ("model", "defense", "dataset", "tasks", "metrics", "eval")
-        ctx = {k: views["min"]["identity"][k] for k in keys}
-        out.append({"protocol": "standard", "version": 1, "eps": eps,
-            "min_degradation": views["min"]["min_degradation"], "avg_degradation": views["mean"]["avg_degradation"],
-            "tasks": {t: {"degradation": v["degradation"]} for t, v in views["per_task"]["tasks"].items()},
-            "flags": [], "queries": 100, "seconds": 1.0, "members": ["dgba"], "model": ctx})
-    data["verdicts"] = out
-    path.write_text(json.dumps(data))
+VERSION = current_version(ROOT / "conf" / "attack" / "standard.yaml")
+#: the protocol at its test budget (tiny steps and queries: not the protocol's numbers)
+SMOKE = "smoke"
+STANDARD = ["attack=standard", "attack.eps=[2,4]", f"attack.budget={SMOKE}"]
+TASKS = ("segment_semantic", "normal", "depth_zbuffer")  # conf/dataset/synthetic.yaml
 MODELS = {
     "shared": ["sharing=all_shared"],
     "branch": ["sharing=branch"],
@@ -69,7 +58,6 @@ def runs(tmp_path_factory) -> Path:
         cfg = compose_config(tmp, [*STANDARD, "logger.group=board", *extra])
         cfg.paths.run_dir = str(tmp / "runs" / name)
         run(cfg)
-        fake_verdicts(tmp / "runs" / name / "results.json")
     return tmp / "runs"
 
 
@@ -85,7 +73,7 @@ def table(text: str) -> list[list[str]]:
 
 
 def test_one_row_per_model_with_its_numbers_and_identity(runs):
-    board = collect([runs], VERSION)
+    board = collect([runs], VERSION, SMOKE)
     rows = table(markdown(board))
     header, body = rows[0], rows[1:]
     assert len(body) == 3
@@ -133,8 +121,13 @@ def test_another_protocol_version_is_refused_not_mixed(runs, tmp_path):
 
     old = copy_run(runs, "shared", tmp_path, older)
     with pytest.raises(LeaderboardError, match=f"version {VERSION - 1}.*--version {VERSION - 1}"):
-        collect([runs, old], VERSION)
-    assert len(collect([old], VERSION - 1).models) == 1  # its own version's board
+        collect([runs, old], VERSION, SMOKE)
+    assert len(collect([old], VERSION - 1, SMOKE).models) == 1  # its own version's board
+
+
+def test_the_test_budget_is_refused_on_the_real_leaderboard(runs):
+    with pytest.raises(LeaderboardError, match="attack.budget=smoke.*budget full"):
+        collect([runs], VERSION)  # the default: the protocol's own budget
 
 
 def test_another_benchmark_is_refused(runs, tmp_path):
@@ -143,12 +136,12 @@ def test_another_benchmark_is_refused(runs, tmp_path):
 
     other = copy_run(runs, "branch", tmp_path, bigger)
     with pytest.raises(LeaderboardError, match="2 different benchmarks"):
-        collect([runs, other], VERSION)
+        collect([runs, other], VERSION, SMOKE)
 
 
 def test_duplicates_are_one_row_and_reported(runs, tmp_path):
     again = copy_run(runs, "shared", tmp_path)
-    board = collect([runs, again], VERSION)
+    board = collect([runs, again], VERSION, SMOKE)
     assert len(board.models) == 3
     shared = next(m for m in board.models if m.name == "TinyResNet/all_shared")
     assert len(shared.sources) == 2
@@ -160,18 +153,18 @@ def test_duplicates_are_one_row_and_reported(runs, tmp_path):
 
 def test_runs_without_a_verdict_are_skipped_and_listed(runs, tmp_path):
     plain = copy_run(runs, "branch", tmp_path, lambda d: d.pop("verdicts"))
-    board = collect([runs, plain], VERSION)
+    board = collect([runs, plain], VERSION, SMOKE)
     assert board.skipped == [str(plain)]
     assert f"- `{plain}`" in markdown(board)
     with pytest.raises(LeaderboardError, match="attack=standard verdict"):
-        collect([plain], VERSION)
+        collect([plain], VERSION, SMOKE)
 
 
 def test_json_round_trip_and_compare(runs, tmp_path):
-    written = write_leaderboard([runs], tmp_path / "a", VERSION)
+    written = write_leaderboard([runs], tmp_path / "a", VERSION, budget=SMOKE)
     saved = tmp_path / "a" / "leaderboard.json"
     assert board_to_json(board_from_json(saved)) == board_to_json(written["board"])
-    again = write_leaderboard([runs], tmp_path / "b", VERSION, compare_with=saved)
+    again = write_leaderboard([runs], tmp_path / "b", VERSION, saved, SMOKE)
     assert again["changes"][-1] == "- nothing moved (3 models)"
 
     data = json.loads(saved.read_text())
@@ -195,7 +188,7 @@ def test_json_round_trip_and_compare(runs, tmp_path):
 
 
 def test_plot_has_one_labelled_point_per_model(runs, tmp_path):
-    written = write_leaderboard([runs], tmp_path, VERSION)
+    written = write_leaderboard([runs], tmp_path, VERSION, budget=SMOKE)
     png = tmp_path / "leaderboard.png"
     assert png in written["files"]
     height, width, _ = matplotlib.image.imread(png).shape
@@ -215,23 +208,24 @@ def logged(runs) -> tuple[set[str], set[str]]:
 
 
 def test_wandb_report_panels_read_keys_the_runs_logged(runs, logged):
-    board = collect([runs], VERSION)
+    board = collect([runs], VERSION, SMOKE)
     spec = to_json(leaderboard_report(board, markdown(board), "my-team", "mtl-attack"))
     assert missing_keys(spec, *logged) == []
-    refs = referenced_keys(spec)
-    assert len(refs) == 3 * 2 * 2  # per task and eps: clean metric, worst-task degradation
-    assert ("summary", "clean/normal/angle_mean") in refs
+    clean = {("summary", f"clean/{t}/{m}") for t, m in HEADLINE.items() if t in TASKS}
+    worst = {("summary", f"standard/eps{e}/min_degradation") for e in (2, 4)}
+    assert set(referenced_keys(spec)) == clean | worst
     blocks = spec["spec"]["blocks"]
     text = next(b["content"] for b in blocks if b["type"] == "markdown-block")
     assert "| 1 | " in text and "leaderboard.png" not in text
     grid = next(b for b in blocks if b["type"] == "panel-grid")
+    assert len(grid["metadata"]["panelBankSectionConfig"]["panels"]) == 3 * 2  # task x eps
     filters = json.dumps(grid["metadata"]["runSets"])
     assert "board" in filters
 
 
 def script(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, str(ROOT / "scripts" / "leaderboard.py"), *args]
+    cmd = [sys.executable, str(ROOT / "scripts" / "leaderboard.py"), "--budget", SMOKE, *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -253,3 +247,21 @@ def test_script_writes_every_file_and_refuses_in_one_line(runs, tmp_path):
         "leaderboard: --publish needs --entity"
     )
     shutil.rmtree(out)
+
+
+def test_an_imported_model_is_identified_by_its_weights_sha256(runs, tmp_path):
+    from conftest import compose_config
+    from test_external_model import OUTPUTS_ARG, external
+
+    weights = tmp_path / "half.pt"
+    torch.manual_seed(0)
+    torch.save(HalfResNet().state_dict(), weights)
+    cfg = compose_config(tmp_path, [*STANDARD, *external(weights, OUTPUTS_ARG)])
+    cfg.paths.run_dir = str(tmp_path / "imported")
+    run(cfg)
+    board = collect([runs, tmp_path / "imported"], VERSION, SMOKE)
+    model = next(m for m in board.models if m.identity["kind"] == "external")
+    assert model.name == "external:half.pt"
+    assert model.identity["weights_sha256"] == file_sha256(weights)
+    row = next(r for r in table(markdown(board))[1:] if r[1] == "external:half.pt")
+    assert row[2] == f"`sha256 {file_sha256(weights)[:12]}` (half.pt)"

@@ -1,6 +1,7 @@
 """The leaderboard as a W&B report: its Markdown table, then one scatter per task and eps of
 clean quality (``clean/<task>/<metric>``) against the worst-task degradation the standard
 protocol logged, over the leaderboard's runs (filtered by their W&B groups).
+The y axis is the verdict's summary key ``standard/eps<k>/min_degradation``.
 
 Built offline like the sweep reports (:mod:`mtl_attack.dashboard.spec`): the spec is written to
 ``wandb_report.json``; only :func:`publish_report` talks to the server.
@@ -22,7 +23,7 @@ from mtl_attack.dashboard.spec import (
     wandb_workspaces,
 )
 from mtl_attack.dashboard.sweep import IMAGE_LINE
-from mtl_attack.evaluation.keys import attack_key, clean_key
+from mtl_attack.evaluation.keys import clean_key, verdict_key
 from mtl_attack.report.leaderboard import PROTOCOL, Board
 from mtl_attack.report.leaderboard_views import headlines
 from mtl_attack.utils.io import write_json
@@ -36,32 +37,18 @@ def _runs(board: Board) -> list[dict[str, Any]]:
     return runs
 
 
-def worst_task_key(runs: list[dict[str, Any]], eps: float) -> str | None:
-    """The logged key of the worst-task degradation at ``eps``: the protocol's attack entry
-    (objective ``standard``) whose ``min_degradation`` is the verdict's."""
-    for run in runs:
-        verdict = next((v for v in run.get("verdicts", []) if float(v["eps"]) == eps), None)
-        entries = [
-            e for e in run.get("attacks", []) if e["objective"] == PROTOCOL and e["eps"] == eps
-        ]
-        if verdict is None or not entries:
-            continue
-        best = min(entries, key=lambda e: abs(e["min_degradation"] - verdict["min_degradation"]))
-        return attack_key(best, "min_degradation")
-    return None
-
-
-def scatters(board: Board, runs: list[dict[str, Any]]) -> list[Scatter]:
-    """Clean headline metric of each task against the worst-task degradation, per eps."""
-    panels = []
-    for eps in board.eps:
-        key = worst_task_key(runs, eps)
-        if key is None:
-            continue
-        for task, metric in headlines(board).items():
-            title = f"clean {task} {metric} vs worst-task degradation, eps {eps:g}"
-            panels.append(Scatter(title, clean_key(task, metric), key))
-    return panels
+def scatters(board: Board) -> list[Scatter]:
+    """Clean headline metric of each task against the worst-task degradation, per eps (the
+    verdict's summary key ``standard/eps<k>/min_degradation``)."""
+    return [
+        Scatter(
+            f"clean {task} {metric} vs worst-task degradation, eps {eps:g}",
+            clean_key(task, metric),
+            verdict_key(eps, "min_degradation"),
+        )
+        for eps in board.eps
+        for task, metric in headlines(board).items()
+    ]
 
 
 def without_images(text: str) -> str:
@@ -77,7 +64,7 @@ def leaderboard_report(board: Board, text: str, entity: str, project: str):
     runs = _runs(board)
     groups = sorted({str(g) for g in map(run_group, runs) if g is not None})
     runsets = [wr.Runset(name=f"group {g}", filters=[expr.Metric(GROUP) == g]) for g in groups]
-    panels = [wandb_panel(p) for p in scatters(board, runs)]
+    panels = [wandb_panel(p) for p in scatters(board)]
     blocks: list = [
         wr.P(text="Built by scripts/leaderboard.py from the runs' results.json files."),
         wr.MarkdownBlock(text=without_images(text)),

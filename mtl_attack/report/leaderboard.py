@@ -59,6 +59,7 @@ class Board:
     benchmark: dict[str, Any]
     models: list[Model]
     skipped: list[str] = field(default_factory=list)  # results.json without verdicts
+    budget: str = "full"  # the protocol's own; "smoke" boards are for tests only
 
     @property
     def eps(self) -> list[float]:
@@ -136,8 +137,8 @@ def _key(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
-def check_version(path: str, verdict: dict[str, Any], version: int) -> None:
-    """Refuse a verdict of another protocol or version (numbers that must not be mixed)."""
+def check_version(path: str, verdict: dict[str, Any], version: int, budget: str) -> None:
+    """Refuse a verdict of another protocol, version or budget (numbers never mixed)."""
     found = (verdict.get("protocol"), verdict.get("version"))
     if found != (PROTOCOL, version):
         raise LeaderboardError(
@@ -145,6 +146,12 @@ def check_version(path: str, verdict: dict[str, Any], version: int) -> None:
             f"leaderboard is {PROTOCOL} version {version}: re-run that model with "
             f"attack=standard, or build a version-{found[1]} leaderboard from its runs alone "
             f"with --version {found[1]}"
+        )
+    if verdict.get("budget", "full") != budget:
+        raise LeaderboardError(
+            f"{path} was evaluated with attack.budget={verdict.get('budget')}, this leaderboard "
+            f"is budget {budget}: re-run that model without attack.budget (the protocol's own "
+            "budget is full; smoke is for tests)"
         )
 
 
@@ -168,7 +175,7 @@ def kept_numbers(verdict: dict[str, Any]) -> dict[str, Any]:
     return {k: verdict.get(k) for k in keep}
 
 
-def merge_runs(runs: list[dict[str, Any]], version: int) -> tuple[list[Model], dict, list[str]]:
+def merge_runs(runs: list[dict], version: int, budget: str) -> tuple[list[Model], dict, list]:
     """Runs -> (models by identity, the common benchmark, paths of runs without verdicts)."""
     models: dict[str, Model] = {}
     skipped, benchmarks = [], {}
@@ -178,7 +185,7 @@ def merge_runs(runs: list[dict[str, Any]], version: int) -> tuple[list[Model], d
             skipped.append(run["_path"])
             continue
         for verdict in verdicts:
-            check_version(run["_path"], verdict, version)
+            check_version(run["_path"], verdict, version, budget)
         identity = model_identity(run, verdicts[0])
         benchmarks.setdefault(_key(benchmark(run, verdicts[0])), []).append(run["_path"])
         model = models.setdefault(
@@ -214,19 +221,19 @@ def unique_names(models: list[Model]) -> None:
             m.name += f"#{str(m.identity.get('key'))[:6]}"
 
 
-def collect(paths: list[str | Path], version: int) -> Board:
+def collect(paths: list[str | Path], version: int, budget: str = "full") -> Board:
     """The leaderboard of every ``attack=standard`` verdict under ``paths`` (run folders,
     multirun folders or results.json files), refusing other protocol versions and mixed
     benchmarks. Ranked by worst-task degradation at the largest eps every model has."""
     runs = load_runs(find_results(paths))
-    models, bench, skipped = merge_runs(runs, version)
+    models, bench, skipped = merge_runs(runs, version, budget)
     if not models:
         raise LeaderboardError(
             f"none of the {len(runs)} results.json under {[str(p) for p in paths]} has an "
             "attack=standard verdict: evaluate models with python run.py attack=standard"
         )
     unique_names(models)
-    board = Board(version, bench, models, skipped)
+    board = Board(version, bench, models, skipped, budget)
     eps = ranking_eps(board)
     board.models.sort(key=lambda m: rank_key(m, eps))
     return board
@@ -248,6 +255,7 @@ def board_to_json(board: Board) -> dict[str, Any]:
     return {
         "protocol": PROTOCOL,
         "version": board.version,
+        "budget": board.budget,
         "eps": board.eps,
         "ranked_at_eps": ranking_eps(board),
         "benchmark": board.benchmark,
@@ -265,4 +273,5 @@ def board_from_json(path: str | Path) -> Board:
     for m in data["models"]:
         verdicts = {float(v["eps"]): v for v in m.pop("verdicts")}
         models.append(Model(**m, verdicts=verdicts))
-    return Board(int(data["version"]), data["benchmark"], models, data.get("skipped", []))
+    skipped, budget = data.get("skipped", []), data.get("budget", "full")
+    return Board(int(data["version"]), data["benchmark"], models, skipped, budget)

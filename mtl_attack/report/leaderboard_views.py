@@ -89,7 +89,12 @@ def intro(board: Board) -> list[str]:
         "",
         f"{len(board.models)} models on {bench.get('dataset')} ({tasks}"
         f"{images}; metrics: {bench.get('metrics')}), each attacked by `attack=standard` "
-        f"version {board.version} at eps {budgets} (pixel levels, /255, L-infinity).",
+        f"version {board.version} at eps {budgets} (pixel levels, /255, L-infinity)"
+        + (
+            "."
+            if board.budget == "full"
+            else f", at the {board.budget} budget: NOT the protocol's numbers (tests only)."
+        ),
         "",
         f"Ranked by worst-task degradation at eps {eps:g}, lowest first (most robust); ties by "
         "the average. Degradation is the relative change of a task's metrics under attack, "
@@ -206,6 +211,8 @@ def compare(old: Board, new: Board) -> list[str]:
             f"{new.version}: compare leaderboards of one version (rebuild the old one with "
             f"--version {old.version}, or re-run its models under version {new.version})"
         )
+    if old.budget != new.budget:
+        raise LeaderboardError(f"budgets {old.budget} and {new.budget} differ: not comparable")
     if _key(old.benchmark) != _key(new.benchmark):
         raise LeaderboardError("the two leaderboards are on different benchmarks: not comparable")
     before = {_key(m.identity): (rank, m) for rank, m in enumerate(old.models, 1)}
@@ -223,13 +230,17 @@ def compare(old: Board, new: Board) -> list[str]:
 
 
 def write_leaderboard(
-    paths: list[str | Path], out: str | Path | None, version: int, compare_with=None
+    paths: list[str | Path],
+    out: str | Path | None,
+    version: int,
+    compare_with: str | Path | None = None,
+    budget: str = "full",
 ) -> dict[str, Any]:
     """Collect the verdicts under ``paths`` and write leaderboard.md, .json and .png into
     ``out`` (default: the first folder given); with ``compare_with`` (an earlier
     leaderboard.json) the changes are appended to the page. Returns the board, the page's
     text, the folder, the files written and the change lines."""
-    board = collect(paths, version)
+    board = collect(paths, version, budget)
     first = Path(paths[0])
     folder = Path(out) if out is not None else (first if first.is_dir() else first.parent)
     folder.mkdir(parents=True, exist_ok=True)
