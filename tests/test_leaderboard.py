@@ -265,3 +265,14 @@ def test_an_imported_model_is_identified_by_its_weights_sha256(runs, tmp_path):
     assert model.identity["weights_sha256"] == file_sha256(weights)
     row = next(r for r in table(markdown(board))[1:] if r[1] == "external:half.pt")
     assert row[2] == f"`sha256 {file_sha256(weights)[:12]}` (half.pt)"
+
+
+def test_the_overlay_runs_the_protocol_on_every_sharing_preset():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", ["+experiment=leaderboard"], return_hydra_config=True)
+    assert cfg.attack.name == "standard" and cfg.attack.budget == "full"
+    assert cfg.logger.group == "leaderboard"
+    assert cfg.hydra.sweeper.params.sharing == "all_shared,branch,independent"
+    assert "/leaderboard/multirun/" in cfg.hydra.sweep.dir

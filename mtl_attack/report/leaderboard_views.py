@@ -74,8 +74,9 @@ def leaderboard_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
         for eps in board.eps:
             verdict = m.verdicts.get(eps)
             row += [_cell(verdict, "min_degradation"), _cell(verdict, "avg_degradation")]
-        rows.append(row + [flag_text(m)])
-    return header + ["flags"], rows
+        seconds = sum(v.get("seconds", 0.0) for v in m.verdicts.values())
+        rows.append(row + [f"{seconds:.0f}", flag_text(m)])
+    return header + ["protocol s", "flags"], rows
 
 
 def intro(board: Board) -> list[str]:
@@ -100,7 +101,7 @@ def intro(board: Board) -> list[str]:
         "the average. Degradation is the relative change of a task's metrics under attack, "
         "positive = worse than clean; worst-task = the least-degraded task (every task lost at "
         "least this much), avg = the mean over tasks. Clean columns: each task's headline "
-        "metric on the clean test images.",
+        "metric on the clean test images. protocol s: the protocol's seconds, all eps together.",
         "",
     ]
 
