@@ -21,12 +21,13 @@ from mtl_attack.report.leaderboard_views import write_leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDARD = ROOT / "conf" / "attack" / "standard.yaml"
+DEFAULT = "outputs/leaderboard"  # where +experiment=leaderboard files its runs
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "paths", nargs="*", default=["outputs/leaderboard"], help="run/multirun folders or files"
+        "paths", nargs="*", default=[DEFAULT], help=f"run/multirun folders or files ({DEFAULT})"
     )
     parser.add_argument("--out", default=None, help="output folder (default: the first folder)")
     parser.add_argument(
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.publish and not args.entity:
         return fail("--publish needs --entity (your W&B user or team)")
+    if args.paths == [DEFAULT] and not Path(DEFAULT).is_dir():
+        return fail(f"no {DEFAULT} here: evaluate models first (python run.py -m "
+                    "+experiment=leaderboard), or name the run folders to collect")  # fmt: skip
     try:
         version = args.version if args.version is not None else current_version(STANDARD)
         written = write_leaderboard(args.paths, args.out, version, args.compare, args.budget)

@@ -223,10 +223,10 @@ def test_wandb_report_panels_read_keys_the_runs_logged(runs, logged):
     assert "board" in filters
 
 
-def script(*args: str) -> subprocess.CompletedProcess:
+def script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, str(ROOT / "scripts" / "leaderboard.py"), "--budget", SMOKE, *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_script_writes_every_file_and_refuses_in_one_line(runs, tmp_path):
@@ -247,6 +247,9 @@ def test_script_writes_every_file_and_refuses_in_one_line(runs, tmp_path):
         "leaderboard: --publish needs --entity"
     )
     shutil.rmtree(out)
+    empty = script(cwd=tmp_path)  # no outputs/leaderboard in this folder
+    assert empty.returncode == 1
+    assert empty.stderr.startswith("leaderboard: no outputs/leaderboard here: evaluate models")
 
 
 def test_an_imported_model_is_identified_by_its_weights_sha256(runs, tmp_path):
