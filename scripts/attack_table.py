@@ -32,6 +32,7 @@ RULE_ORDER = ["fgsm", "pgd", "mim", "apgd"]
 def row_name(r: Result, several_models: bool) -> str:
     target = r.entry.get("target_task") or r.entry.get("variant")
     name = r.entry["objective"] + (f"({target})" if target else "")
+    name += f"+{r.entry['loss']}" if r.entry.get("loss") else ""  # an attack loss besides ce
     name = (f"{r.model}: " if several_models else "") + name
     return name + (f" [{r.setting}]" if r.setting else "")
 

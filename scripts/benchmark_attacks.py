@@ -7,7 +7,8 @@ DeepLab-ResNet-34 with per-task ASPP heads, all shared, at NYUv2's 288x384).
 SignSum with T backward passes instead of one batched (``is_grads_batched``) backward.
 ``aggregate:<aggregator>`` is ``attack=aggregate`` with that aggregator; ``minmax:metric`` is
 ``minmax`` with ``weights_from=metric``. Column ``x signsum`` compares with SignSum's step (the
-aggregators take the same T gradients).
+aggregators take the same T gradients). ``--losses`` crosses every combination with attack
+losses (docs/dense_losses.md); column ``x ce`` compares a loss's step with ``ce``'s.
 
 A step's cost is ``(t(steps=hi) - t(steps=lo)) / (hi - lo)`` (the median over ``--repeats``),
 which cancels the clean and final forward passes every attack makes once. ``t`` is the process
@@ -19,6 +20,8 @@ time mostly measures the neighbours. ``img/s`` is for a full ``hi``-step attack 
     python scripts/benchmark_attacks.py --rules pgd apgd --objectives total relative cyclic \
         minmax minmax:metric signsum aggregate:mgda aggregate:linf_mgda aggregate:pcgrad \
         aggregate:dbmtl aggregate:imtl --repeats 5
+    python scripts/benchmark_attacks.py --objectives single dgba --rules pgd \
+        --losses ce segpgd cospgd mask_ce mask_ce_bal jsd      # cost of each attack loss
 """
 
 from __future__ import annotations
@@ -89,7 +92,10 @@ def timed(attack, model, images, targets) -> float:
     return time.process_time() - start
 
 
-def make_attack(objective: str, rule: str, tasks, steps: int):
+TARGET = {"task": "depth_zbuffer"}  # single's attacked task (--target)
+
+
+def make_attack(objective: str, rule: str, loss: str, tasks, steps: int):
     base = {"dgba-slow": "total", "signsum-loop": "total"}.get(objective, objective)
     base, _, variant = base.partition(":")
     options = {"aggregate": {"aggregator": variant}, "minmax": {"weights_from": variant}}
@@ -99,7 +105,8 @@ def make_attack(objective: str, rule: str, tasks, steps: int):
         tasks,
         eps=4,
         steps=steps,
-        target_task="depth_zbuffer",
+        target_task=TARGET["task"],
+        loss=loss,
         **(options.get(base, {}) if variant else {}),
     )
     if objective == "dgba-slow":
@@ -112,8 +119,8 @@ def make_attack(objective: str, rule: str, tasks, steps: int):
 def step_costs(combos, tasks, model, images, targets, lo, hi, repeats):
     """Per combination: (median seconds per step, median seconds of a full ``hi``-step attack).
     Combinations are interleaved within each repeat so that slow phases hit all of them."""
-    for objective, rule in combos:  # warm-up
-        timed(make_attack(objective, rule, tasks, 1), model, images, targets)
+    for objective, rule, loss in combos:  # warm-up
+        timed(make_attack(objective, rule, loss, tasks, 1), model, images, targets)
     per_step = {c: [] for c in combos}
     full = {c: [] for c in combos}
     for _ in range(repeats):
@@ -138,7 +145,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--losses", nargs="+", default=["ce"], help="attack losses (x ce)")
+    parser.add_argument("--target", default="depth_zbuffer", help="the task single attacks")
     args = parser.parse_args()
+    TARGET["task"] = args.target
     torch.set_num_threads(args.threads)
     tasks = build_tasks(TASKS, 6)
     lo, hi = args.steps
@@ -148,22 +158,23 @@ def main() -> None:
     )
     print(
         f"{'model':<8} {'size':<8} {'objective':<19} {'rule':<5} {'ms/step':>9} "
-        f"{'x total':>8} {'x signsum':>9} {'x pgd':>6} {'img/s':>8}"
+        f"{'x total':>8} {'x signsum':>9} {'x pgd':>6} {'x ce':>6} {'img/s':>8}  loss"
     )
     for name in args.models:
         torch.manual_seed(0)
         model, size = make_model(name, tasks)
         images, targets = make_batch(args.batch, size)
-        combos = [(o, r) for r in args.rules for o in args.objectives]
+        combos = [(o, r, x) for r in args.rules for o in args.objectives for x in args.losses]
         costs = step_costs(combos, tasks, model, images, targets, lo, hi, args.repeats)
-        for (objective, rule), (step, full) in costs.items():
-            vs_total = step / costs.get(("total", rule), (step,))[0]
-            vs_signsum = step / costs.get(("signsum", rule), (step,))[0]
-            vs_pgd = step / costs.get((objective, "pgd"), (step,))[0]
+        for (objective, rule, loss), (step, full) in costs.items():
+            vs_total = step / costs.get(("total", rule, loss), (step,))[0]
+            vs_signsum = step / costs.get(("signsum", rule, loss), (step,))[0]
+            vs_pgd = step / costs.get((objective, "pgd", loss), (step,))[0]
+            vs_ce = step / costs.get((objective, rule, "ce"), (step,))[0]
             print(
                 f"{name:<8} {size[0]}x{size[1]:<5} {objective:<19} {rule:<5} "
                 f"{1000 * step:>9.1f} {vs_total:>8.2f} {vs_signsum:>9.2f} {vs_pgd:>6.2f} "
-                f"{args.batch / full:>8.1f}"
+                f"{vs_ce:>6.2f} {args.batch / full:>8.1f}  {loss}"
             )
 
 

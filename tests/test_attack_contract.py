@@ -2,7 +2,8 @@
 the eps-ball and [0, 1]; the model's parameters, .grad and mode are unchanged; the same seed
 gives the same result; the objective's score at the result is above the clean score. Files with
 variants (every aggregator, minmax on metric weights) are checked in every variant; attacks
-with several results (ensemble criteria, frontier points) in every result."""
+with several results (ensemble criteria, frontier points) in every result. Every attack loss
+(``attack.loss``) keeps the contract under PGD and APGD."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mtl_attack.attacks import AGGREGATORS, IterativeAttack
+from mtl_attack.attacks import AGGREGATORS, LOSSES, IterativeAttack
 from mtl_attack.runner import build_attacks
 from tests.attack_setup import (
     CONF,
@@ -40,7 +41,9 @@ CASES = [
 ]
 
 
-def composed_attack(objective: str, step: str, tasks, variant: str | None = None):
+def composed_attack(
+    objective: str, step: str, tasks, variant: str | None = None, loss: str = "ce"
+):
     overrides = [f"attack={objective}", f"attack.eps=[{EPS}]"]
     if objective == "standard":  # fixed: only its test budget may be chosen
         overrides.append("attack.budget=smoke")
@@ -49,6 +52,7 @@ def composed_attack(objective: str, step: str, tasks, variant: str | None = None
             f"attack/step={step}",
             "attack.task=depth_zbuffer",
             "attack.random_start=true",
+            f"attack.loss={loss}",
         ]
     overrides += [variant] if variant else []
     if step != "fgsm" and objective != "standard":  # FGSM is one step of size eps
@@ -87,17 +91,25 @@ def test_standard_protocol_contract():
     check_contract("standard", None, "apgd")
 
 
-def check_contract(objective, variant, step):
+@pytest.mark.parametrize("loss", LOSSES[1:])
+@pytest.mark.parametrize("step", ["pgd", "apgd"])
+@pytest.mark.parametrize("objective,variant", CASES)
+def test_attack_contract_with_each_loss(objective, variant, step, loss):
+    check_contract(objective, variant, step, loss)
+
+
+def check_contract(objective, variant, step, loss="ce"):
     tasks = tiny_tasks()
     model = tiny_model(tasks).train()  # the attack must switch to eval and back
     images, targets = tiny_batch()
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.5)
     params = [p.detach().clone() for p in model.parameters()]
-    attack = composed_attack(objective, step, tasks, variant)
+    attack = composed_attack(objective, step, tasks, variant, loss)
 
     views = attack.run_views(model, images, targets)
-    again = composed_attack(objective, step, tasks, variant).run_views(model, images, targets)
+    again = composed_attack(objective, step, tasks, variant, loss)
+    again = again.run_views(model, images, targets)
 
     assert model.training
     for p, before in zip(model.parameters(), params):

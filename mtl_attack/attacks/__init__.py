@@ -7,6 +7,8 @@ ensemble and the weight frontier). Usable without Hydra::
     attack = build_attack("aggregate", "apgd", tasks, eps=4, aggregator="linf_mgda")
     outcome = attack.run(model, images, targets)   # images, score, losses and preds at them
     views = build_ensemble(tasks, eps=4).run_views(model, images, targets)  # mean/min/per_task
+    attack = build_attack("single", "pgd", tasks, eps=4, target_task="segment_semantic",
+                          loss="segpgd")   # what the attack ascends (losses.py); ce = default
     standard = build_standard(tasks, 4, protocol)  # conf/attack/standard.yaml, one budget
 """
 
@@ -18,6 +20,7 @@ from mtl_attack.attacks.aggregate import AGGREGATORS, Aggregate
 from mtl_attack.attacks.apgd import AutoPGD, checkpoints
 from mtl_attack.attacks.base import Attack, AttackStats, IterativeAttack, Outcome
 from mtl_attack.attacks.ensemble import CRITERIA, Ensemble, Frontier
+from mtl_attack.attacks.losses import LOSSES, AttackLoss, attack_loss, loss_label
 from mtl_attack.attacks.objectives import (
     DynamicGradientBalancing,
     Objective,
@@ -36,10 +39,12 @@ __all__ = [
     "AGGREGATORS",
     "CRITERIA",
     "DEFAULT_MEMBERS",
+    "LOSSES",
     "OBJECTIVES",
     "STEP_RULES",
     "Aggregate",
     "Attack",
+    "AttackLoss",
     "AttackStats",
     "AutoPGD",
     "Cyclic",
@@ -59,12 +64,14 @@ __all__ = [
     "Standard",
     "StepRule",
     "TotalLoss",
+    "attack_loss",
     "build_attack",
     "build_ensemble",
     "build_objective",
     "build_standard",
     "build_step_rule",
     "checkpoints",
+    "loss_label",
     "project",
     "project_simplex",
     "simplex_grid",
@@ -136,11 +143,12 @@ def build_attack(
     restarts: int = 1,
     seed: int = 0,
     task_weights: dict[str, float] | None = None,
+    loss="ce",
     **options,
 ) -> IterativeAttack:
     """Build ``step`` x ``objective`` (see :class:`IterativeAttack` for the arguments; eps and
-    step_size in pixel levels; ``options`` go to the objective). ``fgsm`` is one step of size eps
-    (``steps`` is ignored)."""
+    step_size in pixel levels; ``loss`` what each task ascends, :mod:`.losses`; ``options`` go
+    to the objective). ``fgsm`` is one step of size eps (``steps`` is ignored)."""
     rule = build_step_rule(step)
     if step == "fgsm":
         steps, step_size = 1, None
@@ -154,7 +162,14 @@ def build_attack(
         random_start=random_start,
         restarts=restarts,
         seed=seed,
+        loss=loss,
     )
+
+
+def single_targets(tasks: Mapping[str, Task], loss: AttackLoss) -> list[str]:
+    """The tasks a SINGLE member with ``loss`` attacks: every task under ``ce``; otherwise the
+    tasks the loss is defined for (elsewhere it would repeat the plain SINGLE member)."""
+    return list(tasks) if loss.is_task_loss else list(loss.functions)
 
 
 def build_ensemble(
@@ -168,16 +183,21 @@ def build_ensemble(
     **loop,
 ) -> Ensemble:
     """The worst-case ensemble: ``members`` ``{name: (objective, options)}`` (default
-    :data:`DEFAULT_MEMBERS`: APGD with dgba, minmax, linf_mgda, total and single on every task),
-    every one with step rule ``step``, budget ``eps`` and the loop arguments ``loop`` (steps,
-    seed, ...)."""
+    :data:`DEFAULT_MEMBERS`: APGD with dgba, minmax, linf_mgda, total and single on every task,
+    and the dense-loss members), every one with step rule ``step``, budget ``eps`` and the loop
+    arguments ``loop`` (steps, seed, loss, ...). A member's ``options`` may carry its own
+    ``loss`` (e.g. ``("single", {"loss": "segpgd"})``, which attacks the tasks segpgd is defined
+    for); the others go to its objective."""
     attacks = {}
+    shared = attack_loss(loop.pop("loss", "ce"), tasks)
     for name, (objective, options) in (members or DEFAULT_MEMBERS).items():
-        targets = list(tasks) if objective == "single" else [None]
+        options = dict(options)
+        loss = attack_loss(options.pop("loss"), tasks) if "loss" in options else shared
+        targets = single_targets(tasks, loss) if objective == "single" else [None]
         for target in targets:
             label = f"{name}({target})" if target else name
             attacks[label] = build_attack(
-                objective, step, tasks, eps=eps, target_task=target, **loop, **options
+                objective, step, tasks, eps=eps, target_task=target, loss=loss, **loop, **options
             )
     return Ensemble(attacks, criteria, criterion)
 
@@ -186,18 +206,20 @@ def build_standard(
     tasks: dict[str, Task], eps: float, protocol: Mapping, step_rule: StepRule | None = None
 ) -> Standard:
     """The standard protocol at budget ``eps`` from its definition (``conf/attack/standard.yaml``
-    resolved, its ``budgets`` narrowed to one): ``members`` ``{label: {objective, **options}}``
-    (``single`` runs once per task), ``steps``, ``queries``, ``square_share``, ``eot_draws``,
-    ``square`` ``{objective, p_init}`` and ``seed``; ``step_rule`` of the members: APGD."""
+    resolved, its ``budgets`` narrowed to one): ``members`` ``{label: {objective, [loss],
+    **options}}`` (``single`` runs once per task, or per task its ``loss`` is defined for),
+    ``steps``, ``queries``, ``square_share``, ``eot_draws``, ``square`` ``{objective, p_init}``
+    and ``seed``; ``step_rule`` of the members: APGD."""
     rule, seed = step_rule or AutoPGD(), int(protocol["seed"])
     members = {}
     for name, spec in protocol["members"].items():
-        options = {k: v for k, v in spec.items() if k != "objective"}
-        targets = list(tasks) if spec["objective"] == "single" else [None]
-        for target in targets:
+        options = {k: v for k, v in spec.items() if k not in ("objective", "loss")}
+        loss = AttackLoss(spec.get("loss", "ce"), tasks, announce=False)
+        single = spec["objective"] == "single"
+        for target in single_targets(tasks, loss) if single else [None]:
             objective = build_objective(spec["objective"], tasks, target, **options)
             members[f"{name}({target})" if target else name] = IterativeAttack(
-                rule, objective, tasks, eps=eps, steps=int(protocol["steps"]), seed=seed
+                rule, objective, tasks, eps, steps=int(protocol["steps"]), seed=seed, loss=loss
             )
     square = dict(protocol["square"])
     objective = build_objective(square.pop("objective"), tasks)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from mtl_attack.attacks.losses import attack_loss
 from mtl_attack.attacks.objectives import Objective
 from mtl_attack.attacks.outcome import Outcome, better_of, detached, frozen
 from mtl_attack.attacks.steps import StepRule, project
@@ -154,6 +155,17 @@ class IterativeAttack(Attack):
         restarts: independent runs; each sample keeps the run with the highest score. Runs
             after the first start from a random point.
         seed: seeds the random starts; the same seed gives the same result.
+        loss: what each task ascends (:mod:`~mtl_attack.attacks.losses`): ``ce`` (the task's
+            own loss), a dense loss name (``segpgd``, ``cospgd``, ...), ``{task: name}``, or an
+            :class:`~mtl_attack.attacks.losses.AttackLoss`.
+
+    The objective works on the attack losses: ``start`` gets their clean values (step 0) and
+    ``direction`` their values at each step, with the step index, so SegPGD's schedule sees it.
+    Its ``score`` (APGD's best point and step-size rule, the restarts' choice, the sanity
+    checks) and the returned losses are always the tasks' own losses: a fixed function of the
+    image, as objectives.py requires, whereas SegPGD's weights move with the step and a masked
+    loss *falls* when its pixels flip, so a best point by the ascended loss would keep the
+    iterate before the damage. With ``ce`` both are the same tensors and nothing changes.
     """
 
     def __init__(
@@ -167,8 +179,10 @@ class IterativeAttack(Attack):
         random_start: bool = False,
         restarts: int = 1,
         seed: int = 0,
+        loss="ce",
     ):
         super().__init__(tasks, eps)
+        self.loss = attack_loss(loss, self.tasks)
         if steps < 1 or restarts < 1:
             raise ValueError(
                 f"attack.steps and attack.restarts must be >= 1, got {steps}, {restarts}"
@@ -206,12 +220,12 @@ class IterativeAttack(Attack):
         state = self.step_rule.init(images, x, self.eps, self.step_size, self.steps)
         for k in range(self.steps):
             x = x.detach().requires_grad_(True)
-            preds, losses = self.forward(model, x, targets)
+            preds, losses, ascended = self.step_losses(model, x, targets, k)
             if k == 0:
                 clean_losses = self.begin(
-                    model, images, targets, clean_losses, start, preds, losses
+                    model, images, targets, clean_losses, start, preds, losses, ascended
                 )
-            direction = self.objective.direction(losses, x, preds).detach()
+            direction = self.objective.direction(ascended, x, preds).detach()
             flat = direction.flatten(1)
             if k == 0:
                 self.stats.zero_gradient += int((flat.abs().amax(dim=1) == 0).sum())
@@ -235,18 +249,33 @@ class IterativeAttack(Attack):
         carry = state.get("final_carry") or {}
         return Outcome(x, score, carry.get("losses", {}), carry.get("preds", {}), clean_losses)
 
-    def begin(self, model, images, targets, clean_losses, start, preds, losses):
+    def step_losses(self, model, x, targets, k: int):
+        """Predictions, the tasks' own losses and the ascended attack losses at step ``k``
+        (``{task: [B]}`` each; with ``ce`` the same tensors, still attached to the graph)."""
+        preds, losses = self.forward(model, x, targets)
+        if self.loss.is_task_loss:
+            return preds, losses, losses
+        ascended = self.loss(preds, targets, k, self.steps)
+        return preds, detached(losses), ascended
+
+    def begin(self, model, images, targets, clean_losses, start, preds, losses, ascended):
         """Clean losses (from step 0 when it is the clean image, else the caller's or one clean
-        forward pass), and the objective's ``start`` with them. Returns the clean losses."""
+        forward pass), and the objective's ``start`` with the clean attack losses (the same
+        ones under ``ce``). Returns the clean (task) losses."""
         clean_preds = detached(preds) if start is None else None
+        clean_ascended = detached(ascended) if start is None else None
         if start is None and clean_losses is None:
             clean_losses = detached(losses)
         needs_preds = self.objective.needs_predictions and clean_preds is None
-        if clean_losses is None or needs_preds:
+        if self.loss.is_task_loss:
+            clean_ascended = clean_losses
+        if clean_losses is None or needs_preds or clean_ascended is None:
             with torch.no_grad():
-                clean_preds, fresh = self.forward(model, images, targets)
+                clean_preds, fresh, fresh_ascended = self.step_losses(model, images, targets, 0)
             clean_losses = fresh if clean_losses is None else clean_losses
-        self.objective.start(clean_losses, clean_preds, targets)
+            if clean_ascended is None:
+                clean_ascended = clean_losses if self.loss.is_task_loss else fresh_ascended
+        self.objective.start(clean_ascended, clean_preds, targets)
         return clean_losses
 
     def record(self, images: torch.Tensor, outcome: Outcome) -> None:
@@ -269,5 +298,7 @@ class IterativeAttack(Attack):
         return (
             f"IterativeAttack({self.step_rule!r}, {self.objective!r}, eps={self.eps_levels}"
             f", steps={self.steps}, random_start={self.random_start}, "
-            f"restarts={self.restarts})"
+            f"restarts={self.restarts}"
+            + ("" if self.loss.is_task_loss else f", loss={self.loss.label!r}")
+            + ")"
         )

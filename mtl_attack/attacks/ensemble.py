@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from mtl_attack.attacks.base import Attack, AttackStats, IterativeAttack
+from mtl_attack.attacks.losses import attack_loss
 from mtl_attack.attacks.objectives import TotalLoss, task_changes
 from mtl_attack.attacks.outcome import Outcome, frozen, pick
 from mtl_attack.attacks.simplex import simplex_grid
@@ -204,7 +205,7 @@ class Frontier(Attack):
     """TOTAL on every point of a simplex grid (module docstring); one view per point.
 
     Args:
-        step_rule, tasks, eps, steps, step_size, random_start, restarts, seed: as
+        step_rule, tasks, eps, steps, step_size, random_start, restarts, seed, loss: as
             :class:`IterativeAttack`, shared by every point.
         resolution: grid divisions n: ``(n + T - 1) choose (T - 1)`` points (15 for T=3, n=4).
         scale: ``clean`` (weights on ``L_t / Lc_t``) or ``none`` (on the raw losses).
@@ -222,6 +223,7 @@ class Frontier(Attack):
         random_start: bool = False,
         restarts: int = 1,
         seed: int = 0,
+        loss="ce",
     ):
         super().__init__(tasks, eps)
         if scale not in ("clean", "none"):
@@ -234,6 +236,7 @@ class Frontier(Attack):
             random_start=random_start,
             restarts=restarts,
             seed=seed,
+            loss=attack_loss(loss, self.tasks),  # one object: a fallback is logged once
         )
         self.members = {}
         for point in self.points:

@@ -126,7 +126,8 @@ def catalog(runs: list[dict[str, Any]]) -> Catalog:
     cat = Catalog()
     for run in runs:
         for entry in run.get("attacks", []):
-            label = {k: entry.get(k) for k in ("objective", "target_task", "variant", "step")}
+            keys = ("objective", "target_task", "variant", "loss", "step")
+            label = {k: entry.get(k) for k in keys}
             attack = cat.attacks.setdefault(attack_name(label), Attack(label))
             _add(attack.eps, [entry["eps"]])
             for task, metrics in entry["tasks"].items():

@@ -6,7 +6,8 @@ is stored with every attack entry of ``results.json`` (``entry["identity"]``) an
 run's config for files written before it existed (:func:`identity_from_run`).
 
 Fields: the label (``objective``, ``step`` by its real rule name, ``eps``, ``target_task``, and
-``variant`` for objective variants and the results of multi-result attacks),
+``variant`` for objective variants and the results of multi-result attacks, ``loss`` for an
+attack loss other than the default ``ce``),
 every other setting of the attack config (``steps``, ``step_size`` as configured, ``null`` =
 eps/steps, ``random_start``, ``restarts``, ``seed``, ...) with the objective's and the step rule's
 own arguments under ``objective_args`` / ``step_args``, and what was attacked: ``model`` (the
@@ -25,8 +26,9 @@ DATASET_NAMES = {"SyntheticBenchmark": "synthetic", "NYUv2": "nyuv2", "Taskonomy
 
 #: attack config keys that are labels or constructors rather than loop settings
 #: (``aggregator`` and ``weights_from`` are shortcuts for ``attack.objective.<key>``: the label's
-#: ``variant``, and in the identity under ``objective_args``)
-LABEL_KEYS = ("name", "eps", "task", "objective", "step", "aggregator", "weights_from")
+#: ``variant``, and in the identity under ``objective_args``; ``loss`` is the label's ``loss``,
+#: absent for the default ``ce`` so that default identities are unchanged)
+LABEL_KEYS = ("name", "eps", "task", "objective", "step", "aggregator", "weights_from", "loss")
 
 
 def _args(node: Any) -> dict[str, Any]:
@@ -87,6 +89,7 @@ def identity_from_run(run: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[
         eval_cfg=cfg.get("eval", {}),
     )
     label = {k: entry.get(k) for k in ("objective", "step", "eps", "target_task")}
-    if entry.get("variant") is not None:
-        label["variant"] = entry["variant"]
+    for key in ("variant", "loss"):
+        if entry.get(key) is not None:
+            label[key] = entry[key]
     return result_identity(label, cfg.get("attack", {}), context)

@@ -5,7 +5,8 @@ draws its panels from them, so renaming a key renames every panel that shows it.
 
 An attack is named by its label (``objective``, ``target_task``, ``step``; see
 :func:`mtl_attack.runner.build.build_attacks`), the same dict every ``results.json`` attack entry
-carries. Keys, with ``<attack>`` = ``<objective>[/<target_task>][/<variant>]/<step>``:
+carries. Keys, with ``<attack>`` = ``<objective>[/<target_task>][/<variant>][/<loss>]/<step>``
+(``loss`` only for an attack loss other than the default ``ce``):
 
 ==========================================  ==========================================
 ``attack/<attack>/eps<k>/<aggregate>``      one number per attack and budget
@@ -60,9 +61,14 @@ def attack_name(label: Mapping[str, Any]) -> str:
     """``dgba/pgd``, ``single/depth_zbuffer/pgd``, ``aggregate/linf_mgda/pgd``,
     ``ensemble/min/apgd``: the attack without its budget. ``variant`` (absent for most attacks)
     names an objective's variant or one result of a multi-result attack (ensemble criterion,
-    frontier weights)."""
+    frontier weights); ``loss`` (absent for the default ``ce``) the attack loss, e.g.
+    ``single/segment_semantic/segpgd/pgd``."""
     return metric_key(
-        label["objective"], label.get("target_task"), label.get("variant"), label["step"]
+        label["objective"],
+        label.get("target_task"),
+        label.get("variant"),
+        label.get("loss"),
+        label["step"],
     )
 
 

@@ -99,16 +99,26 @@ def evaluate_views(
         checks = sanity_checks(stats[view])
         entry["flags"] = [c["flag"] for c in checks]
         entry["diagnostics"] = stats[view].as_dict()
-        for check in checks:
-            log.warning(
-                "attack %s eps=%s: sanity flag %s: %s",
-                attack_name(entry),
-                entry["eps"],
-                check["flag"],
-                check["message"],
-            )
+        _warn(entry, checks)
         entries.append(entry)
     return entries
+
+
+def _warn(entry: dict, checks: list[dict]) -> None:
+    """Log an entry's flags: what each saw and what to do (for ``attack=standard``, whose
+    verdict logs every flag's message once, only the names)."""
+    if entry["objective"] == "standard" and checks:
+        names = ", ".join(c["flag"] for c in checks)
+        log.warning("attack %s eps=%s: sanity flags %s", attack_name(entry), entry["eps"], names)
+        return
+    for check in checks:
+        log.warning(
+            "attack %s eps=%s: sanity flag %s: %s",
+            attack_name(entry),
+            entry["eps"],
+            check["flag"],
+            check["message"],
+        )
 
 
 def _summed_info(info: dict, device: torch.device) -> dict:
@@ -177,7 +187,12 @@ def attack_label(attack: Attack) -> dict[str, object]:
         "target_task": getattr(objective, "task", None),
     }
     variant = getattr(objective, "variant", None)
-    return label | ({"variant": variant} if variant is not None else {})
+    loss = getattr(getattr(attack, "loss", None), "label", None)
+    if members:  # an ensemble's members may carry their own losses; one shared loss labels it
+        labels = {getattr(getattr(m, "loss", None), "label", None) for m in members.values()}
+        loss = labels.pop() if len(labels) == 1 else None
+    extra = {"variant": variant, "loss": loss}
+    return label | {k: v for k, v in extra.items() if v is not None}
 
 
 def evaluate_robustness(

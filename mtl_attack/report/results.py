@@ -38,9 +38,11 @@ class Result:
 
     @property
     def attack(self) -> str:
-        """``objective[target or variant]/step`` plus the distinguishing setting, if any."""
+        """``objective[target or variant]/step`` plus the distinguishing setting, if any; an
+        attack loss other than ``ce`` follows the objective (``single[normal]+cospgd``)."""
         target = self.entry.get("target_task") or self.entry.get("variant")
         name = self.entry["objective"] + (f"[{target}]" if target else "")
+        name += f"+{self.entry['loss']}" if self.entry.get("loss") else ""
         return f"{name}/{self.entry['step']}" + (f" [{self.setting}]" if self.setting else "")
 
 

@@ -36,10 +36,11 @@ def log_attacks(logger: Logger, entries: list[dict], transfer: list[dict]) -> No
             logger.log(flatten(e["wins"], attack_key(e, "wins")))
         # the same numbers on an eps x-axis (W&B define_metric: vs_eps/* against eps)
         logger.log({EPS: e["eps"]} | attack_record(e, vs_eps_key(e)))
-    columns = ["objective", "step", "eps", "target", "variant", *SETTING_COLUMNS]
+    columns = ["objective", "step", "eps", "target", "variant", "loss", *SETTING_COLUMNS]
     columns += ["task", "metric", "value"]
     rows = [
         [e["objective"], e["step"], e["eps"], e["target_task"] or "", e.get("variant") or ""]
+        + [e.get("loss") or "ce"]
         + [e["identity"].get(k) for k in SETTING_COLUMNS]
         + [t, m, v]
         for e in entries
@@ -115,16 +116,18 @@ def ensemble_notes(entries: list[dict]) -> list[str]:
 
 def attack_item(cfg, label: dict) -> dict:
     """What identifies one attack result in the model's evaluation cache (the cache's context
-    adds the test data, the tasks and the evaluation settings)."""
+    adds the test data, the tasks and the evaluation settings). The attack loss is in the
+    label (absent for ``ce``, so default keys are unchanged)."""
     attack = OmegaConf.to_container(cfg.attack, resolve=True)
-    rest = {k: v for k, v in attack.items() if k not in ("eps", "task")}
+    rest = {k: v for k, v in attack.items() if k not in ("eps", "task", "loss")}
     return {"label": label, "attack": rest}
 
 
 def entry_label(entry: dict) -> dict:
-    """The label part of an entry: objective, step, eps, target_task (and variant, if any)."""
+    """The label part of an entry: objective, step, eps, target_task (and variant and loss, if
+    any)."""
     label = {k: entry[k] for k in ("objective", "step", "eps", "target_task")}
-    return label | ({"variant": entry["variant"]} if entry.get("variant") is not None else {})
+    return label | {k: entry[k] for k in ("variant", "loss") if entry.get(k) is not None}
 
 
 def cached_or_computed(results, item: dict, compute, what: str) -> dict:

@@ -13,20 +13,18 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mtl_attack.attacks import Attack, Ensemble, Frontier, IterativeAttack, SingleTask
+from mtl_attack.attacks import Attack, Frontier, IterativeAttack
 from mtl_attack.cache import CheckpointCache
 from mtl_attack.data import DatasetSource
 from mtl_attack.defense import EpochShuffle
 from mtl_attack.evaluation.identity import LABEL_KEYS
 from mtl_attack.models import MultiTaskModel, describe_model
+from mtl_attack.runner.errors import ConfigError
+from mtl_attack.runner.members import build_loss, ensemble_of, make_objective, with_loss
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import ShardedBatchSampler, world
 
 log = logging.getLogger("mtl_attack")
-
-
-class ConfigError(ValueError):
-    """A config value the runner cannot use; the message names the key and what to do."""
 
 
 def build_model(cfg: DictConfig, tasks: dict[str, Task]) -> nn.Module:
@@ -218,13 +216,6 @@ def eps_budgets(acfg: DictConfig) -> list:
     return eps_list
 
 
-def make_objective(partial, tasks: dict[str, Task], target: str | None, where: str):
-    try:
-        return partial(tasks, task=target) if target else partial(tasks)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
-
-
 def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, Attack]]:
     """One attack per (eps, target task) of ``cfg.attack``: ``[(label, attack)]``.
 
@@ -246,6 +237,7 @@ def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, A
     objective = instantiate(acfg.objective)
     step_rule = instantiate(acfg.step)
     loop = loop_settings(acfg)
+    loop["loss"] = build_loss(acfg.get("loss"), tasks)
     targets = attack_targets(acfg, tasks)
     attacks = []
     for eps in eps_budgets(acfg):
@@ -259,6 +251,7 @@ def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, A
             }
             if obj.variant is not None:
                 label["variant"] = obj.variant
+            label = with_loss(label, loop["loss"])
             attacks.append((label, IterativeAttack(step_rule, obj, tasks, eps=eps, **loop)))
     return attacks
 
@@ -268,9 +261,11 @@ def build_composite(acfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict
     ``attack=frontier`` (one Frontier per eps)."""
     step_rule = instantiate(acfg.step)
     loop = loop_settings(acfg, OWN_KEYS[acfg.name])
+    loop["loss"] = build_loss(acfg.get("loss"), tasks)
     attacks = []
     for eps in eps_budgets(acfg):
         label = {"objective": acfg.name, "step": step_rule.name, "eps": eps, "target_task": None}
+        label = with_loss(label, loop["loss"])
         if acfg.name == "frontier":
             try:
                 attack = Frontier(
@@ -282,18 +277,3 @@ def build_composite(acfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict
             attack = ensemble_of(acfg, step_rule, tasks, eps, loop)
         attacks.append((label, attack))
     return attacks
-
-
-def ensemble_of(acfg: DictConfig, step_rule, tasks, eps, loop) -> Ensemble:
-    members = {}
-    for name, node in (acfg.members or {}).items():
-        partial = instantiate(node)
-        targets = list(tasks) if getattr(partial, "func", None) is SingleTask else [None]
-        for target in targets:
-            obj = make_objective(partial, tasks, target, f"attack.members.{name}")
-            label = f"{name}({target})" if target else name
-            members[label] = IterativeAttack(step_rule, obj, tasks, eps=eps, **loop)
-    try:
-        return Ensemble(members, list(acfg.criteria), "mean" if "mean" in acfg.criteria else "min")
-    except ValueError as err:
-        raise ConfigError(f"attack=ensemble: {err}") from None

@@ -9,6 +9,7 @@ result entries into one verdict per eps (:mod:`mtl_attack.evaluation.verdict`), 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from mtl_attack.attacks import Standard, build_standard
 from mtl_attack.evaluation.keys import VERDICT_TABLE, verdict_record
 from mtl_attack.evaluation.verdict import verdicts
 from mtl_attack.loggers import Logger
-from mtl_attack.runner.build import ConfigError, eps_budgets
+from mtl_attack.runner.build import eps_budgets
+from mtl_attack.runner.errors import ConfigError
 from mtl_attack.tasks import Task
 
+log = logging.getLogger("mtl_attack")
 CONF = Path(__file__).resolve().parents[2] / "conf" / "attack"
 #: the only keys a run may set
 FREE = ("eps", "budget")
@@ -50,6 +53,10 @@ def first_difference(given: Any, expected: Any, path: str = "attack") -> str | N
     return None if given == expected else path
 
 
+#: what :func:`~mtl_attack.attacks.build_standard` reads (a ``smoke`` budget replaces some)
+PROTOCOL_KEYS = ("members", "square", "seed", "steps", "queries", "square_share", "eot_draws")
+
+
 def protocol_of(acfg: DictConfig) -> dict[str, Any]:
     """The resolved protocol at its budget; any change beyond eps and budget is refused."""
     given = OmegaConf.to_container(acfg, resolve=True)
@@ -61,14 +68,13 @@ def protocol_of(acfg: DictConfig) -> dict[str, Any]:
     if changed:
         raise ConfigError(
             f"attack=standard is a fixed protocol (version {expected['version']}): {changed} "
-            "cannot change; only attack.eps may (attack.budget=smoke for tests); for a custom "
-            "evaluation use attack=ensemble"
+            "cannot change, only attack.eps can (and attack.budget=smoke, for tests); for a "
+            "custom evaluation use attack=ensemble"
         )
-    if given["budget"] not in given["budgets"]:
-        raise ConfigError(
-            f"attack.budget must be one of {list(given['budgets'])}, got {given['budget']!r}"
-        )
-    return {k: given[k] for k in ("members", "square", "seed")} | given["budgets"][given["budget"]]
+    if given["budget"] not in ("full", "smoke"):
+        raise ConfigError(f"attack.budget must be full or smoke, got {given['budget']!r}")
+    protocol = {k: given[k] for k in PROTOCOL_KEYS}
+    return protocol | (given["smoke"] if given["budget"] == "smoke" else {})
 
 
 def standard_attacks(acfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, Standard]]:
@@ -95,7 +101,8 @@ def standard_verdicts(cfg: DictConfig, entries: list[dict], context: dict, model
 
 
 def log_verdicts(logger: Logger, found: list[dict]) -> None:
-    """Scalars per eps (also in the run's summary) and one table row per eps."""
+    """Scalars per eps (also in the run's summary), one table row per eps, and every flag's
+    message as a warning (run.log)."""
     tasks = list(found[0]["tasks"]) if found else []
     columns = ["eps", "min_degradation", "avg_degradation", *tasks, "queries", "flags"]
     rows = []
@@ -105,6 +112,8 @@ def log_verdicts(logger: Logger, found: list[dict]) -> None:
         logger.summary(record)
         per_task = [v["tasks"][t]["degradation"] for t in tasks]
         flags = ", ".join(f["flag"] for f in v["flags"])
+        for f in v["flags"]:
+            log.warning("attack=standard eps=%g: %s: %s", v["eps"], f["flag"], f["message"])
         rows.append(
             [v["eps"], v["min_degradation"], v["avg_degradation"], *per_task, v["queries"], flags]
         )
