@@ -15,7 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtl_attack.loggers import one_line
 from mtl_attack.report.leaderboard import LeaderboardError, current_version
 from mtl_attack.report.leaderboard_views import write_leaderboard
 
@@ -41,6 +40,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--project", default="mtl-attack", help="W&B project the runs logged to")
     parser.add_argument("--publish", action="store_true", help="save the report to W&B")
     return parser.parse_args(argv)
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (file-system and W&B errors can span lines)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
 def fail(message: str) -> int:
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_leaderboard(args.paths, args.out, version, args.compare, args.budget)
         report = wandb_report(written["board"], written["text"], args, written["folder"])
     except (LeaderboardError, OSError, ImportError) as err:
-        return fail(str(err) if isinstance(err, LeaderboardError) else one_line(err))
+        return fail(str(err) if isinstance(err, LeaderboardError) else first_line(err))
     board = written["board"]
     print(f"{len(board.models)} models, protocol standard version {board.version}:")
     print("\n".join(f"  {p}" for p in written["files"]))
