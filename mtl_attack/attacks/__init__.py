@@ -206,15 +206,15 @@ def build_standard(
     tasks: dict[str, Task], eps: float, protocol: Mapping, step_rule: StepRule | None = None
 ) -> Standard:
     """The standard protocol at budget ``eps`` from its definition (``conf/attack/standard.yaml``
-    resolved, its ``budgets`` narrowed to one): ``members`` ``{label: {objective, [loss],
-    **options}}`` (``single`` runs once per task, or per task its ``loss`` is defined for),
-    ``steps``, ``queries``, ``square_share``, ``eot_draws``, ``square`` ``{objective, p_init}``
-    and ``seed``; ``step_rule`` of the members: APGD."""
+    resolved at one budget): ``members`` ``{label: {objective, [loss], **options}}`` (``single``
+    runs once per task, or per task its ``loss`` is defined for; ``loss`` defaults to the
+    protocol's ``loss``), ``steps``, ``queries``, ``square_share``, ``eot_draws``, ``square``
+    ``{objective, p_init}`` and ``seed``; ``step_rule`` of the members: APGD."""
     rule, seed = step_rule or AutoPGD(), int(protocol["seed"])
     members = {}
     for name, spec in protocol["members"].items():
         options = {k: v for k, v in spec.items() if k not in ("objective", "loss")}
-        loss = AttackLoss(spec.get("loss", "ce"), tasks, announce=False)
+        loss = AttackLoss(spec.get("loss", protocol.get("loss", "ce")), tasks, announce=False)
         single = spec["objective"] == "single"
         for target in single_targets(tasks, loss) if single else [None]:
             objective = build_objective(spec["objective"], tasks, target, **options)

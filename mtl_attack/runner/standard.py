@@ -54,7 +54,9 @@ def first_difference(given: Any, expected: Any, path: str = "attack") -> str | N
 
 
 #: what :func:`~mtl_attack.attacks.build_standard` reads (a ``smoke`` budget replaces some)
-PROTOCOL_KEYS = ("members", "square", "seed", "steps", "queries", "square_share", "eot_draws")
+PROTOCOL_KEYS = (
+    "members", "loss", "square", "seed", "steps", "queries", "square_share", "eot_draws",
+)  # fmt: skip
 
 
 def protocol_of(acfg: DictConfig) -> dict[str, Any]:
