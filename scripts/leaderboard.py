@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LeaderboardError, OSError, ImportError) as err:
         return fail(str(err) if isinstance(err, LeaderboardError) else first_line(err))
     board = written["board"]
-    print(f"{len(board.models)} models, protocol standard version {board.version}:")
+    print(f"{len(board.models)} model(s), protocol standard version {board.version}:")
     print("\n".join(f"  {p}" for p in written["files"]))
     print(report)
     if written["changes"]:

@@ -235,7 +235,7 @@ def test_script_writes_every_file_and_refuses_in_one_line(runs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("leaderboard.md", "leaderboard.json", "leaderboard.png", "wandb_report.json"):
         assert (out / name).is_file(), name
-    assert "3 models" in proc.stdout
+    assert "3 model(s)" in proc.stdout
     again = script(
         str(runs), "--out", str(tmp_path / "again"), "--compare", str(out / "leaderboard.json")
     )

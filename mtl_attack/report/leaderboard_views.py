@@ -85,10 +85,11 @@ def intro(board: Board) -> list[str]:
     images = f", {data['num_test']} test images" if "num_test" in data else ""
     budgets = ", ".join(f"{e:g}" for e in board.eps)
     tasks = ", ".join(bench.get("tasks", []))
+    count = f"{len(board.models)} model" + "s" * (len(board.models) != 1)
     return [
         f"# mtl-attack leaderboard: protocol {PROTOCOL} version {board.version}",
         "",
-        f"{len(board.models)} models on {bench.get('dataset')} ({tasks}"
+        f"{count} on {bench.get('dataset')} ({tasks}"
         f"{images}; metrics: {bench.get('metrics')}), each attacked by `attack=standard` "
         f"version {board.version} at eps {budgets} (pixel levels, /255, L-infinity)"
         + (
