@@ -31,6 +31,25 @@ from mtl_attack.tasks import Task
 Tensors = Mapping[str, torch.Tensor]
 
 
+def record_outcome(
+    stats: AttackStats, objective: Objective, eps: float, images: torch.Tensor, outcome: Outcome
+) -> None:
+    """Add one batch's result to an attack's counters: samples outside the eps-ball or [0, 1],
+    and (when the result was scored) the objective's score at the clean and adversarial images.
+    ``eps`` as a fraction of the pixel range."""
+    adv = outcome.images.flatten(1)
+    linf = (outcome.images - images).flatten(1).abs().amax(dim=1)
+    outside = (linf > eps + 1e-6) | (adv.amin(1) < 0) | (adv.amax(1) > 1)
+    stats.samples += images.shape[0]
+    stats.outside_budget += int(outside.sum())
+    if outcome.score is not None:
+        clean_score = objective.score(outcome.clean_losses, outcome.clean_losses)
+        stats.scored += images.shape[0]
+        stats.not_raised += int((outcome.score <= clean_score).sum())
+        stats.clean_score += float(clean_score.sum())
+        stats.adv_score += float(outcome.score.sum())
+
+
 class Attack:
     """Base: ``attack(model, images, targets) -> adversarial images`` (detached).
 
@@ -257,20 +276,7 @@ class IterativeAttack(Attack):
         return clean_losses
 
     def record(self, images: torch.Tensor, outcome: Outcome) -> None:
-        adv = outcome.images
-        linf = (adv - images).flatten(1).abs().amax(dim=1)
-        outside = (
-            (linf > self.eps + 1e-6) | (adv.flatten(1).amin(1) < 0) | (adv.flatten(1).amax(1) > 1)
-        )
-        s = self.stats
-        s.samples += images.shape[0]
-        s.outside_budget += int(outside.sum())
-        if outcome.score is not None:
-            clean_score = self.objective.score(outcome.clean_losses, outcome.clean_losses)
-            s.scored += images.shape[0]
-            s.not_raised += int((outcome.score <= clean_score).sum())
-            s.clean_score += float(clean_score.sum())
-            s.adv_score += float(outcome.score.sum())
+        record_outcome(self.stats, self.objective, self.eps, images, outcome)
 
     def __repr__(self) -> str:
         return (

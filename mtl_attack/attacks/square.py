@@ -28,9 +28,9 @@ from collections.abc import Mapping
 
 import torch
 
-from mtl_attack.attacks.base import Attack
+from mtl_attack.attacks.base import Attack, record_outcome
 from mtl_attack.attacks.objectives import Objective
-from mtl_attack.attacks.outcome import Outcome, pick
+from mtl_attack.attacks.outcome import Outcome, better_of
 from mtl_attack.attacks.steps import per_sample, project
 from mtl_attack.tasks import Task
 
@@ -90,7 +90,7 @@ class SquareAttack(Attack):
             for query in range(1, self.queries):
                 p = square_fraction(self.p_init, query, self.queries)
                 candidate = self.square_step(images, best.images, p, gen)
-                best = self.keep(best, self.score(model, candidate, targets, clean_losses))
+                best = better_of(best, self.score(model, candidate, targets, clean_losses))
         self.stats.queries += self.queries * images.shape[0]
         self.record(images, best)
         return best
@@ -125,29 +125,8 @@ class SquareAttack(Attack):
     def set_window(self, images, current, inside, signs) -> torch.Tensor:
         return torch.where(inside, project(images + self.eps * signs, images, self.eps), current)
 
-    def keep(self, best: Outcome, new: Outcome) -> Outcome:
-        """Per sample, the candidate where its score is strictly higher."""
-        better = new.score > best.score
-        return Outcome(
-            torch.where(per_sample(better, best.images), new.images, best.images),
-            torch.where(better, new.score, best.score),
-            pick(better, new.losses, best.losses),
-            pick(better, new.preds, best.preds),
-            best.clean_losses,
-        )
-
     def record(self, images: torch.Tensor, outcome: Outcome) -> None:
-        linf = (outcome.images - images).flatten(1).abs().amax(dim=1)
-        adv = outcome.images.flatten(1)
-        outside = (linf > self.eps + 1e-6) | (adv.amin(1) < 0) | (adv.amax(1) > 1)
-        clean_score = self.objective.score(outcome.clean_losses, outcome.clean_losses)
-        s = self.stats
-        s.samples += images.shape[0]
-        s.scored += images.shape[0]
-        s.outside_budget += int(outside.sum())
-        s.not_raised += int((outcome.score <= clean_score).sum())
-        s.clean_score += float(clean_score.sum())
-        s.adv_score += float(outcome.score.sum())
+        record_outcome(self.stats, self.objective, self.eps, images, outcome)
 
     def __repr__(self) -> str:
         return (

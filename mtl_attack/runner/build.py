@@ -20,7 +20,14 @@ from mtl_attack.defense import EpochShuffle
 from mtl_attack.evaluation.identity import LABEL_KEYS
 from mtl_attack.models import MultiTaskModel, describe_model
 from mtl_attack.runner.errors import ConfigError
-from mtl_attack.runner.members import build_loss, ensemble_of, make_objective, with_loss
+from mtl_attack.runner.members import (
+    build_loss,
+    ensemble_of,
+    eps_budgets,
+    make_objective,
+    with_loss,
+)
+from mtl_attack.runner.standard import standard_attacks
 from mtl_attack.tasks import Task
 from mtl_attack.utils.distributed import ShardedBatchSampler, world
 
@@ -209,13 +216,6 @@ def attack_targets(acfg: DictConfig, tasks: dict[str, Task]) -> list[str | None]
     return list(tasks) if acfg.task == "all" else [str(acfg.task)]
 
 
-def eps_budgets(acfg: DictConfig) -> list:
-    eps_list = list(acfg.eps) if OmegaConf.is_list(acfg.eps) else [acfg.eps]
-    if not eps_list:
-        raise ConfigError("attack.eps is empty; give budgets in pixel levels, e.g. [2,4,8]")
-    return eps_list
-
-
 def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, Attack]]:
     """One attack per (eps, target task) of ``cfg.attack``: ``[(label, attack)]``.
 
@@ -229,8 +229,6 @@ def build_attacks(cfg: DictConfig, tasks: dict[str, Task]) -> list[tuple[dict, A
     """
     acfg = cfg.attack
     if acfg.name == "standard":  # the fixed protocol: its own module checks and builds it
-        from mtl_attack.runner.standard import standard_attacks
-
         return standard_attacks(acfg, tasks)
     if acfg.name in OWN_KEYS:
         return build_composite(acfg, tasks)

@@ -10,6 +10,14 @@ from mtl_attack.runner.errors import ConfigError
 from mtl_attack.tasks import Task
 
 
+def eps_budgets(acfg: DictConfig) -> list:
+    """``attack.eps`` as a non-empty list of budgets in pixel levels."""
+    eps_list = list(acfg.eps) if OmegaConf.is_list(acfg.eps) else [acfg.eps]
+    if not eps_list:
+        raise ConfigError("attack.eps is empty; give budgets in pixel levels, e.g. [2,4,8]")
+    return eps_list
+
+
 def make_objective(partial, tasks: dict[str, Task], target: str | None, where: str):
     try:
         return partial(tasks, task=target) if target else partial(tasks)

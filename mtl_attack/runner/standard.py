@@ -19,8 +19,8 @@ from mtl_attack.attacks import Standard, build_standard
 from mtl_attack.evaluation.keys import VERDICT_TABLE, verdict_record
 from mtl_attack.evaluation.verdict import verdicts
 from mtl_attack.loggers import Logger
-from mtl_attack.runner.build import eps_budgets
 from mtl_attack.runner.errors import ConfigError
+from mtl_attack.runner.members import eps_budgets
 from mtl_attack.tasks import Task
 
 log = logging.getLogger("mtl_attack")
