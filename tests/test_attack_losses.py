@@ -40,7 +40,7 @@ P0, P1 = math.exp(-CE0), math.exp(-CE1)  # the label's probability
 def seg_loss(name: str, step: int = 0, steps: int = 10) -> float:
     tasks = tiny_tasks()
     fn = AttackLoss(name, tasks).functions["segment_semantic"]
-    (value,) = fn(LOGITS, LABELS, step, steps).tolist()
+    (value,) = fn(LOGITS, LABELS, step, steps)[0].tolist()
     return value
 
 
@@ -66,7 +66,7 @@ def test_masked_and_balanced_cross_entropy():
     labels = torch.tensor([[[0, 0, 1]]])  # class 0 holds 2 of 3 pixels, both correct
     fn = AttackLoss("mask_ce_bal", tiny_tasks()).functions["segment_semantic"]
     expected = (1 - 2 / 3) * (CE0 + ce(1.0, 0.5)) / 3
-    assert fn(LOGITS, labels, 0, 1).item() == pytest.approx(expected)
+    assert fn(LOGITS, labels, 0, 1)[0].item() == pytest.approx(expected)
 
 
 def test_jensen_shannon_against_the_two_kl_terms():
@@ -88,14 +88,14 @@ def test_cospgd_on_normals_and_depth():
         torch.tensor([1.0, 0, 0]).softmax(0), target[0, :, 0, 0].softmax(0), 0
     )
     assert weight.item() == pytest.approx(1.0)  # equal vectors
-    assert loss.functions["normal"](pred, target, 0, 1).item() == pytest.approx(0.0, abs=1e-7)
+    assert loss.functions["normal"](pred, target, 0, 1)[0].item() == pytest.approx(0.0, abs=1e-7)
     pred[0, :, 0, 0] = torch.tensor([0.0, 1.0, 0.0])  # 90 degrees off: 1 - cos = 1
     p, t = torch.tensor([0.0, 1.0, 0.0]).softmax(0), torch.tensor([1.0, 0, 0]).softmax(0)
     expected = (p @ t / (p.norm() * t.norm())).item()
-    assert loss.functions["normal"](pred, target, 0, 1).item() == pytest.approx(expected)
+    assert loss.functions["normal"](pred, target, 0, 1)[0].item() == pytest.approx(expected)
     depth = torch.tensor([[[[1.0, 3.0, 9.0]]]])
     depth_target = torch.tensor([[[[2.0, 1.0, 0.0]]]])  # last pixel invalid
-    got = loss.functions["depth_zbuffer"](depth, depth_target, 0, 1).item()
+    got = loss.functions["depth_zbuffer"](depth, depth_target, 0, 1)[0].item()
     assert got == pytest.approx((1.0 + 2.0) / 2)  # one channel: weight 1, the L1 loss
 
 
@@ -113,6 +113,25 @@ def test_shapes_and_ignored_pixels(name):
     changed = {t: p.clone() for t, p in preds.items()}
     changed["segment_semantic"][0, :, :4] = torch.randn(6, 4, 8) * 10  # ignored rows only
     assert torch.equal(loss(changed, targets, 3, 10)["segment_semantic"], out["segment_semantic"])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("name", LOSSES)
+def test_both_gives_the_tasks_own_losses_beside_the_ascended_ones(name, weighted):
+    """The own losses an attack step reports come from the pixel loss's log-softmax (one, not
+    two per step); they equal each task's loss, class-weighted segmentation included."""
+    from mtl_attack.tasks import build_tasks
+
+    weights = [0.5, 1.0, 2.0, 1.0, 3.0, 1.0] if weighted else None
+    tasks = build_tasks(list(tiny_tasks()), 6, class_weights=weights)
+    _, targets = tiny_batch(batch=3, size=8)
+    targets["segment_semantic"][0, :4] = 255
+    preds = {t: torch.randn(3, k.channels, 8, 8, requires_grad=True) for t, k in tasks.items()}
+    own, ascended = AttackLoss(name, tasks, announce=False).both(preds, targets, 2, 5)
+    for t, task in tasks.items():
+        expected = task.loss(preds[t], targets[t]).detach()
+        assert not own[t].requires_grad and ascended[t].requires_grad
+        assert torch.allclose(own[t], expected, rtol=1e-6, atol=1e-7), (t, own[t], expected)
 
 
 def test_fallback_is_said_once_and_bad_names_are_one_line_errors(caplog):

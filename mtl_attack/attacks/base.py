@@ -252,8 +252,8 @@ class IterativeAttack(Attack):
             preds, losses = self.forward(model, x, targets)
             return preds, losses, losses
         preds = model(x)
-        ascended = self.loss(preds, targets, k, self.steps)
-        return preds, self.loss.task_losses(preds, targets, ascended), ascended
+        losses, ascended = self.loss.both(preds, targets, k, self.steps)
+        return preds, losses, ascended
 
     def begin(self, model, images, targets, clean_losses, start, preds, losses, ascended):
         """Clean losses (from step 0 when it is the clean image, else the caller's or one clean

@@ -40,22 +40,32 @@ from mtl_attack.tasks.base import labels_at
 log = logging.getLogger("mtl_attack")
 
 LOSSES = ("ce", "segpgd", "cospgd", "mask_ce", "mask_ce_bal", "jsd")
+Pair = tuple[torch.Tensor, torch.Tensor]
 
 
 def seg_pixels(pred: torch.Tensor, target: torch.Tensor):
-    """Per-pixel cross-entropy, valid mask, safe labels, correctness and the detached
-    log-probabilities of a segmentation (one log-softmax serves them all).
+    """Per-pixel cross-entropy, valid mask, safe labels and the detached log-probabilities of a
+    segmentation (one log-softmax serves them all).
 
-    Shape: pred (B, C, h, w), target (B, H, W) -> four (B, h, w) tensors and (B, C, h, w).
+    Shape: pred (B, C, h, w), target (B, H, W) -> three (B, h, w) tensors and (B, C, h, w).
     """
     target = labels_at(target, pred)
     valid = target != IGNORE_INDEX
     safe = torch.where(valid, target, torch.zeros_like(target))
     logp = pred.log_softmax(1)
     nll = -logp.gather(1, safe[:, None])[:, 0]
-    logp = logp.detach()
-    correct = logp.argmax(1) == safe  # no gradient through the argmax
-    return nll, valid, safe, correct, logp
+    return nll, valid, safe, logp.detach()
+
+
+def is_correct(logp: torch.Tensor, safe: torch.Tensor) -> torch.Tensor:
+    """Pixels whose argmax is their label (no gradient through the argmax). (B, h, w)."""
+    return logp.argmax(1) == safe
+
+
+def plain(nll: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The unweighted cross-entropy per sample, detached: the segmentation task's own loss when
+    it has no class weights, computed from the attack loss's own log-softmax."""
+    return masked_mean(nll.detach(), valid)
 
 
 def segpgd_weight(correct: torch.Tensor, step: int, steps: int) -> torch.Tensor:
@@ -65,42 +75,49 @@ def segpgd_weight(correct: torch.Tensor, step: int, steps: int) -> torch.Tensor:
     return torch.where(correct, 1.0 - lam, lam)
 
 
-def segpgd(pred, target, step: int, steps: int) -> torch.Tensor:
-    nll, valid, _, correct, _ = seg_pixels(pred, target)
-    return masked_mean(segpgd_weight(correct, step, steps).to(nll.dtype) * nll, valid)
+# Each pixel loss returns (ascended [B] on the graph, the task's own loss [B] detached): the
+# own loss comes from the same intermediates, so an attack step pays one log-softmax, not two.
 
 
-def cospgd_segmentation(pred, target, step: int, steps: int) -> torch.Tensor:
+def segpgd(pred, target, step: int, steps: int) -> Pair:
+    nll, valid, safe, logp = seg_pixels(pred, target)
+    weight = segpgd_weight(is_correct(logp, safe), step, steps).to(nll.dtype)
+    return masked_mean(weight * nll, valid), plain(nll, valid)
+
+
+def cospgd_segmentation(pred, target, step: int, steps: int) -> Pair:
     """CE times cos(softmax(pred), one-hot(label)) = p_y / ||p||_2, detached."""
-    nll, valid, safe, _, logp = seg_pixels(pred, target)
-    prob = logp.exp()  # (B, C, h, w), detached
-    weight = prob.gather(1, safe[:, None])[:, 0] / prob.norm(dim=1).clamp_min(1e-12)
-    return masked_mean(weight * nll, valid)
+    nll, valid, _, logp = seg_pixels(pred, target)
+    weight = torch.exp(-nll.detach()) / torch.linalg.vector_norm(logp.exp(), dim=1).clamp_min(
+        1e-12
+    )
+    return masked_mean(weight * nll, valid), plain(nll, valid)
 
 
-def mask_ce(pred, target, step: int, steps: int) -> torch.Tensor:
-    nll, valid, _, correct, _ = seg_pixels(pred, target)
-    return masked_mean(correct.to(nll.dtype) * nll, valid)
+def mask_ce(pred, target, step: int, steps: int) -> Pair:
+    nll, valid, safe, logp = seg_pixels(pred, target)
+    return masked_mean(is_correct(logp, safe).to(nll.dtype) * nll, valid), plain(nll, valid)
 
 
-def mask_ce_bal(pred, target, step: int, steps: int) -> torch.Tensor:
+def mask_ce_bal(pred, target, step: int, steps: int) -> Pair:
     """Masked CE with weight ``1 - n_c / n`` (n_c: the image's valid pixels of the pixel's
     class c, n: all its valid pixels), as SEA's class-balanced loss."""
-    nll, valid, safe, correct, _ = seg_pixels(pred, target)
+    nll, valid, safe, logp = seg_pixels(pred, target)
     flat, keep = safe.flatten(1), valid.flatten(1).to(nll.dtype)  # (B, h*w)
     counts = torch.zeros(flat.shape[0], pred.shape[1], dtype=nll.dtype, device=nll.device)
     counts.scatter_add_(1, flat, keep)  # (B, C)
     share = counts.gather(1, flat) / keep.sum(1, keepdim=True).clamp_min(1.0)
-    weight = (1.0 - share.view_as(nll)) * correct.to(nll.dtype)
-    return masked_mean(weight * nll, valid)
+    weight = (1.0 - share.view_as(nll)) * is_correct(logp, safe).to(nll.dtype)
+    return masked_mean(weight * nll, valid), plain(nll, valid)
 
 
-def jsd(pred, target, step: int, steps: int) -> torch.Tensor:
+def jsd(pred, target, step: int, steps: int) -> Pair:
     """JS(softmax(pred), one-hot(y)) = log 2 + (p log p - (1 + p) log(1 + p)) / 2 with p the
     label's probability (the closed form of the two KL terms against m = (p + y) / 2)."""
-    nll, valid, _, _, _ = seg_pixels(pred, target)
+    nll, valid, _, _ = seg_pixels(pred, target)
     p = torch.exp(-nll)
-    return masked_mean(math.log(2.0) - 0.5 * (p * nll + (1.0 + p) * torch.log1p(p)), valid)
+    pixels = math.log(2.0) - 0.5 * (p * nll + (1.0 + p) * torch.log1p(p))
+    return masked_mean(pixels, valid), plain(nll, valid)
 
 
 def regression_weight(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -110,26 +127,29 @@ def regression_weight(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (p * t).sum(1) / ((p * p).sum(1) * (t * t).sum(1)).sqrt().clamp_min(1e-8)
 
 
-def cospgd_normal(pred, target, step: int, steps: int) -> torch.Tensor:
+def cospgd_normal(pred, target, step: int, steps: int) -> Pair:
     """The normal loss 1 - cos(pred, target) per pixel, times CosPGD's regression weight."""
     target = labels_at(target, pred)
     valid = target.abs().sum(1) > 0
     norm = (pred * pred).sum(1).clamp_min(1e-24).sqrt()
     pixels = 1.0 - (pred * target).sum(1) / norm
-    return masked_mean(regression_weight(pred, target) * pixels, valid)
+    ascended = masked_mean(regression_weight(pred, target) * pixels, valid)
+    return ascended, masked_mean(pixels.detach(), valid)
 
 
-def cospgd_depth(pred, target, step: int, steps: int) -> torch.Tensor:
+def cospgd_depth(pred, target, step: int, steps: int) -> Pair:
     """The L1 depth loss per pixel times CosPGD's regression weight, computed only for several
     channels: the softmax of one channel is 1, so the weight is exactly 1 and the loss is L1."""
     target = labels_at(target, pred)
     pixels = (pred - target).abs()
-    if pred.shape[1] > 1:
-        pixels = regression_weight(pred, target)[:, None] * pixels
-    return masked_mean(pixels[:, 0], target[:, 0] > 0)
+    own = masked_mean(pixels.detach(), target > 0)
+    if pred.shape[1] == 1:
+        return masked_mean(pixels, target > 0), own
+    weighted = regression_weight(pred, target)[:, None] * pixels
+    return masked_mean(weighted[:, 0], target[:, 0] > 0), own
 
 
-PixelLoss = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+PixelLoss = Callable[[torch.Tensor, torch.Tensor, int, int], "Pair"]
 #: loss name -> {task class: its function}; a task of another class ascends its own loss
 DEFINED: dict[str, dict[type, PixelLoss]] = {
     "segpgd": {Segmentation: segpgd},
@@ -183,7 +203,8 @@ class AttackLoss:
         announce: log once which tasks fall back to their own loss.
 
     Call it with the predictions, the targets and the step index ``step`` of ``steps`` (SegPGD's
-    weights follow it): ``{task: [B]}``, attached to the graph of the predictions.
+    weights follow it): ``{task: [B]}``, attached to the graph of the predictions;
+    :meth:`both` also gives the tasks' own losses at the same predictions.
     """
 
     def __init__(self, spec, tasks: Mapping[str, Task], announce: bool = True):
@@ -219,26 +240,26 @@ class AttackLoss:
         )
 
     def __call__(self, preds, targets, step: int, steps: int) -> dict[str, torch.Tensor]:
-        out = {}
+        """The ascended losses ``{task: [B]}``, on the graph of the predictions."""
+        return self.both(preds, targets, step, steps)[1]
+
+    def both(self, preds, targets, step: int, steps: int):
+        """``(own, ascended)``: the tasks' own losses (detached) and the ascended ones at the
+        same predictions, each ``{task: [B]}``. A task that ascends its own loss gives one tensor
+        to both; a pixel loss gives its task's own loss from the same log-softmax, except for a
+        class-weighted segmentation, whose own loss is computed once more without a graph."""
+        own, ascended = {}, {}
         for task, obj in self.tasks.items():
             fn = self.functions.get(task)
-            out[task] = (
-                fn(preds[task], targets[task], step, steps)
-                if fn
-                else obj.loss(preds[task], targets[task])
-            )
-        return out
-
-    def task_losses(self, preds, targets, ascended) -> dict[str, torch.Tensor]:
-        """The tasks' own losses, detached, beside ``ascended`` (this loss's values at the same
-        predictions): reused where a task ascends its own loss, else computed without a graph."""
-        with torch.no_grad():
-            return {
-                t: task.loss(preds[t].detach(), targets[t])
-                if t in self.functions
-                else ascended[t].detach()
-                for t, task in self.tasks.items()
-            }
+            if fn is None:
+                ascended[task] = obj.loss(preds[task], targets[task])
+                own[task] = ascended[task].detach()
+                continue
+            ascended[task], own[task] = fn(preds[task], targets[task], step, steps)
+            if getattr(obj, "class_weights", None) is not None:
+                with torch.no_grad():
+                    own[task] = obj.loss(preds[task].detach(), targets[task])
+        return own, ascended
 
     def __repr__(self) -> str:
         return f"AttackLoss({self.names})"
