@@ -99,6 +99,20 @@ def test_cospgd_on_normals_and_depth():
     assert got == pytest.approx((1.0 + 2.0) / 2)  # one channel: weight 1, the L1 loss
 
 
+def test_channel_argmax_is_argmax_ties_included():
+    from mtl_attack.tasks import channel_argmax, label_wins
+
+    torch.manual_seed(0)
+    scores = torch.randn(4, 6, 9, 7)
+    scores[0, :, :2] = 0.0  # every channel tied: the first one wins, as argmax says
+    scores[1, 2:5, 3] = 7.0  # three tied maxima
+    assert torch.equal(channel_argmax(scores), scores.argmax(1))
+    assert channel_argmax(scores).dtype == torch.int64
+    labels = torch.randint(0, 6, (4, 9, 7))
+    assert torch.equal(label_wins(scores, labels), scores.argmax(1) == labels)
+    assert torch.equal(channel_argmax(scores[:, :, 0, 0]), scores[:, :, 0, 0].argmax(1))
+
+
 @pytest.mark.parametrize("name", LOSSES[1:])
 def test_shapes_and_ignored_pixels(name):
     tasks = tiny_tasks()

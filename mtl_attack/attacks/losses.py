@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from mtl_attack.data.schema import IGNORE_INDEX
-from mtl_attack.tasks import Depth, Segmentation, SurfaceNormal, Task, masked_mean
+from mtl_attack.tasks import Depth, Segmentation, SurfaceNormal, Task, label_wins, masked_mean
 from mtl_attack.tasks.base import labels_at
 
 log = logging.getLogger("mtl_attack")
@@ -57,11 +57,6 @@ def seg_pixels(pred: torch.Tensor, target: torch.Tensor):
     return nll, valid, safe, logp.detach()
 
 
-def is_correct(logp: torch.Tensor, safe: torch.Tensor) -> torch.Tensor:
-    """Pixels whose argmax is their label (no gradient through the argmax). (B, h, w)."""
-    return logp.argmax(1) == safe
-
-
 def plain(nll: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """The unweighted cross-entropy per sample, detached: the segmentation task's own loss when
     it has no class weights, computed from the attack loss's own log-softmax."""
@@ -81,7 +76,7 @@ def segpgd_weight(correct: torch.Tensor, step: int, steps: int) -> torch.Tensor:
 
 def segpgd(pred, target, step: int, steps: int) -> Pair:
     nll, valid, safe, logp = seg_pixels(pred, target)
-    weight = segpgd_weight(is_correct(logp, safe), step, steps).to(nll.dtype)
+    weight = segpgd_weight(label_wins(logp, safe), step, steps).to(nll.dtype)
     return masked_mean(weight * nll, valid), plain(nll, valid)
 
 
@@ -96,7 +91,7 @@ def cospgd_segmentation(pred, target, step: int, steps: int) -> Pair:
 
 def mask_ce(pred, target, step: int, steps: int) -> Pair:
     nll, valid, safe, logp = seg_pixels(pred, target)
-    return masked_mean(is_correct(logp, safe).to(nll.dtype) * nll, valid), plain(nll, valid)
+    return masked_mean(label_wins(logp, safe).to(nll.dtype) * nll, valid), plain(nll, valid)
 
 
 def mask_ce_bal(pred, target, step: int, steps: int) -> Pair:
@@ -107,7 +102,7 @@ def mask_ce_bal(pred, target, step: int, steps: int) -> Pair:
     counts = torch.zeros(flat.shape[0], pred.shape[1], dtype=nll.dtype, device=nll.device)
     counts.scatter_add_(1, flat, keep)  # (B, C)
     share = counts.gather(1, flat) / keep.sum(1, keepdim=True).clamp_min(1.0)
-    weight = (1.0 - share.view_as(nll)) * is_correct(logp, safe).to(nll.dtype)
+    weight = (1.0 - share.view_as(nll)) * label_wins(logp, safe).to(nll.dtype)
     return masked_mean(weight * nll, valid), plain(nll, valid)
 
 

@@ -4,7 +4,8 @@ The dataset-level metrics (mIoU, mean angle, depth errors) are streamed over the
 attack needs a per-image, per-task number at every step. These proxies follow the metrics'
 directions: pixel accuracy for segmentation (higher is better), the mean angle for surface normals
 and the mean absolute error for depth and the L1 maps (lower is better). They are not
-differentiable (argmax, thresholds); they only steer weights (``MinMax(weights_from="metric")``).
+differentiable (the winning class, thresholds); they only steer weights
+(``MinMax(weights_from="metric")``).
 
 Shape: predictions and targets as the tasks take them (batch first); every proxy is ``[B]``.
 """
@@ -16,7 +17,15 @@ from collections.abc import Mapping
 import torch
 
 from mtl_attack.data.schema import IGNORE_INDEX
-from mtl_attack.tasks import Depth, L1Map, Segmentation, SurfaceNormal, Task, masked_mean
+from mtl_attack.tasks import (
+    Depth,
+    L1Map,
+    Segmentation,
+    SurfaceNormal,
+    Task,
+    label_wins,
+    masked_mean,
+)
 
 
 def sample_metric(task: Task, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -24,7 +33,7 @@ def sample_metric(task: Task, pred: torch.Tensor, target: torch.Tensor) -> torch
     with torch.no_grad():
         if isinstance(task, Segmentation):
             valid = (target != IGNORE_INDEX) & (target < task.num_classes)
-            return masked_mean((pred.argmax(1) == target).to(pred.dtype), valid)
+            return masked_mean(label_wins(pred, target).to(pred.dtype), valid)
         if isinstance(task, SurfaceNormal):
             valid = target.abs().sum(1) > 0
             norm = (pred * pred).sum(1).clamp_min(1e-24).sqrt()

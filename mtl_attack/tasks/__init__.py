@@ -8,9 +8,11 @@ from mtl_attack.data.base import DatasetSource
 from mtl_attack.data.schema import check_task_names
 from mtl_attack.tasks.base import Meter, Task, masked_mean
 from mtl_attack.tasks.geometry import Depth, L1Map, SurfaceNormal
-from mtl_attack.tasks.segmentation import Segmentation
+from mtl_attack.tasks.segmentation import Segmentation, channel_argmax, label_wins
 
 __all__ = [
+    "channel_argmax",
+    "label_wins",
     "Depth",
     "L1Map",
     "Meter",

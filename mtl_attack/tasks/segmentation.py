@@ -12,6 +12,27 @@ from mtl_attack.tasks.base import Meter, Task, check_metric_set, labels_at, pred
 from mtl_attack.tasks.taskonomy_metrics import WeightedCEMeter
 
 
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(1)`` (the first maximal channel on ties), computed with maxima.
+
+    On the CPU an argmax over the channels of a (B, C, h, w) tensor is slow (54 ms for B=100,
+    C=6, 64x64, a tenth of an attack step on the default model, which asks it at every step);
+    the maximum, a comparison and a maximum over descending ranks give the same index in 5 ms.
+    Shape: (B, C, ...) -> (B, ...), int64.
+    """
+    scores = scores.detach()
+    channels = scores.shape[1]
+    rank = torch.arange(channels, 0, -1, device=scores.device, dtype=torch.int32)
+    rank = rank.view(1, channels, *([1] * (scores.ndim - 2)))
+    top = scores == scores.amax(1, keepdim=True)
+    return (channels - (top * rank).amax(1)).long().clamp_max(channels - 1)  # NaN: last
+
+
+def label_wins(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(1) == labels``: pixels predicted as their label. (B, h, w), no gradient."""
+    return channel_argmax(scores) == labels
+
+
 class Segmentation(Task):
     """``segment_semantic``: logits (B, C, H, W) against labels (B, H, W), 255 = ignore.
 
@@ -73,7 +94,7 @@ class ConfusionMeter(Meter):
         self.convention = convention
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        label = prediction_at(pred, target).argmax(1)
+        label = channel_argmax(prediction_at(pred, target))
         valid = (target != IGNORE_INDEX) & (target < self.num_classes)
         idx = target[valid] * self.num_classes + label[valid]
         conf = torch.bincount(idx, minlength=self.num_classes**2)
