@@ -13,7 +13,7 @@ import sys
 import pytest
 from hydra.utils import instantiate
 from test_sweeps import ENV, ROOT, TINY, paths, run_py
-from wandb_records import closed_records, logged_keys, run_files
+from wandb_records import closed_records, logged_under, run_files
 
 from mtl_attack.dashboard import SECTIONS, build, missing_keys, referenced_keys
 from mtl_attack.dashboard.panels import Line, Media, Parallel, catalog, load_project_runs, sections
@@ -59,14 +59,7 @@ def sweep(tmp_path_factory):
 @pytest.fixture(scope="module")
 def logged(sweep) -> tuple[set[str], set[str]]:
     """Every history/summary key and every config key the sweep's W&B run files hold."""
-    keys: set[str] = set()
-    config: set[str] = set()
-    for path in run_files(sweep):
-        keys |= logged_keys(path)
-        for rec in closed_records(path):
-            if rec.HasField("run"):
-                config |= {item.key for item in rec.run.config.update}
-    return keys, config
+    return logged_under(sweep)
 
 
 @pytest.fixture(scope="module")

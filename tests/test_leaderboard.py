@@ -17,7 +17,7 @@ import matplotlib.image
 import pytest
 import torch
 from test_external_model import HalfResNet
-from wandb_records import closed_records, logged_keys, run_files
+from wandb_records import logged_under
 
 from mtl_attack.dashboard import missing_keys, referenced_keys
 from mtl_attack.dashboard.leaderboard import leaderboard_report
@@ -198,13 +198,7 @@ def test_plot_has_one_labelled_point_per_model(runs, tmp_path):
 
 @pytest.fixture(scope="module")
 def logged(runs) -> tuple[set[str], set[str]]:
-    keys, config = set(), set()
-    for path in run_files(runs):
-        keys |= logged_keys(path)
-        for rec in closed_records(path):
-            if rec.HasField("run"):
-                config |= {item.key for item in rec.run.config.update}
-    return keys, config
+    return logged_under(runs)
 
 
 def test_wandb_report_panels_read_keys_the_runs_logged(runs, logged):

@@ -67,3 +67,15 @@ def logged_keys(run_file: str | Path) -> set[str]:
 
 def run_files(root: str | Path) -> list[Path]:
     return sorted(Path(root).rglob("run-*.wandb"))
+
+
+def logged_under(root: str | Path) -> tuple[set[str], set[str]]:
+    """Every history/summary key and every config key of the W&B run files under ``root``."""
+    keys: set[str] = set()
+    config: set[str] = set()
+    for path in run_files(root):
+        keys |= logged_keys(path)
+        for rec in closed_records(path):
+            if rec.HasField("run"):
+                config |= {item.key for item in rec.run.config.update}
+    return keys, config
